@@ -1,0 +1,67 @@
+"""The model runs under JAX where TensorFlow cannot be imported (as on our GPU machines)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import random_tokens
+from keras_transformer import build_transformer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+JAX_SCRIPT = r"""
+import importlib.abc, sys
+
+class NoTensorFlow(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("tensorflow", "tensorflow_text", "tf_keras"):
+            raise ImportError(f"{name} is blocked in this test")
+        return None
+
+sys.meta_path.insert(0, NoTensorFlow())
+import keras, numpy as np
+import keras_transformer
+
+assert keras.backend.backend() == "jax", keras.backend.backend()
+data = np.load(sys.argv[2])
+model = keras.models.load_model(sys.argv[1])
+logits = np.asarray(model([data["source"], data["target"]]))
+print("max_abs_diff", float(np.abs(logits - data["logits"]).max()))
+
+inputs, labels = [data["source"], data["target"][:, :-1]], data["target"][:, 1:]
+model.compile(optimizer=keras.optimizers.Adam(1e-2),
+              loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+before = float(model.evaluate(inputs, labels, verbose=0))
+model.train_on_batch(inputs, labels)
+after = float(model.evaluate(inputs, labels, verbose=0))
+print("loss_before", before, "loss_after", after)
+assert "tensorflow" not in sys.modules
+"""
+
+
+def test_keras_file_saved_under_tensorflow_runs_and_trains_under_jax(tiny_model, tmp_path):
+    pytest.importorskip("jax")
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("saves the reference under the TensorFlow backend")
+    rng = np.random.default_rng(0)
+    source, target = random_tokens(rng, 4, 6, 41), random_tokens(rng, 4, 5, 43)
+    source[0, 4:] = 0  # padding travels too
+    np.savez(tmp_path / "batch.npz", source=source, target=target,
+             logits=np.asarray(tiny_model([source, target])))
+    tiny_model.save(tmp_path / "model.keras")
+    script = tmp_path / "run_under_jax.py"
+    script.write_text(JAX_SCRIPT)
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, str(script), str(tmp_path / "model.keras"),
+                             str(tmp_path / "batch.npz")],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    values = dict(zip(result.stdout.split()[::2], map(float, result.stdout.split()[1::2])))
+    assert values["max_abs_diff"] < 1e-5
+    assert values["loss_after"] < values["loss_before"]
