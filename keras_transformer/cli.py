@@ -1,8 +1,11 @@
 """`python -m keras_transformer SUBCOMMAND`: argument parsing only, one thin function each."""
 
 import argparse
+import dataclasses
+import json
+import sys
 
-from keras_transformer.config import PRESETS
+from keras_transformer.config import PRESETS, TransformerConfig
 
 
 def summary(args):
@@ -16,7 +19,137 @@ def summary(args):
     return 0
 
 
+def parse_overrides(pairs):
+    """["num_layers=3", "dropout=0.2"] -> {"num_layers": 3, "dropout": 0.2}, checked."""
+    fields = {field.name: field.type for field in dataclasses.fields(TransformerConfig)}
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in fields:
+            raise SystemExit(f"--set {pair!r}: expected KEY=VALUE with KEY one of "
+                             f"{', '.join(sorted(fields))}")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value  # a bare string such as pre
+    return overrides
+
+
+def train(args):
+    from keras_transformer.run_dir import IncompatibleRunError
+    from keras_transformer.trainer import TrainSettings, train as run_training
+
+    settings = TrainSettings(
+        data=args.data, preset=args.preset, overrides=parse_overrides(args.set),
+        vocab_size=args.vocab_size, shared_vocab=args.shared_vocab,
+        batch_tokens=args.batch_tokens, warmup_steps=args.warmup_steps,
+        learning_rate_scale=args.learning_rate_scale, label_smoothing=args.label_smoothing,
+        seed=args.seed, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
+        jit_compile=args.jit_compile, mixed_precision=args.mixed_precision,
+        strategy=args.strategy)
+    try:
+        run_training(settings, args.out, examples=args.examples)
+    except (IncompatibleRunError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def search_options(args):
+    """The --search choice and its options, as Translator.translate takes them."""
+    if args.search == "beam":
+        return {"beam_size": args.beam_size, "alpha": args.alpha}
+    if args.search == "sample":
+        return {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p,
+                "seed": args.seed}
+    return {}
+
+
+def read_sentences(args):
+    if args.sentences:
+        return args.sentences
+    lines = open(args.file, encoding="utf-8") if args.file not in (None, "-") else sys.stdin
+    return [line.rstrip("\n") for line in lines]
+
+
+def translate(args):
+    from keras_transformer.translator import load_translator
+
+    translator = load_translator(args.run_dir, jit_compile=args.jit_compile)
+    sentences = read_sentences(args)
+    for translation in translator.translate(sentences, args.search, args.batch_size,
+                                            **search_options(args)):
+        print(translation)
+    return 0
+
+
+def evaluate(args):
+    from keras_transformer.evaluation import score_translations
+    from keras_transformer.run_dir import RunDir
+    from keras_transformer.translator import load_translator
+    from pipelines.readers import load_pairs
+
+    run = RunDir(args.run_dir)
+    translator = load_translator(run.path, jit_compile=args.jit_compile)
+    data = args.data or str(run.split_file("test"))
+    result = load_pairs(data)
+    print(f"{data}: {result.summary()}")
+    sources = [source for source, _ in result.pairs]
+    references = [target for _, target in result.pairs]
+    hypotheses = translator.translate(sources, args.search, args.batch_size,
+                                      **search_options(args))
+    out = args.hypotheses or run.hypotheses
+    with open(out, "w", encoding="utf-8") as file:
+        file.writelines(hypothesis + "\n" for hypothesis in hypotheses)
+    scores = score_translations(hypotheses, references)
+    print(f"BLEU {scores['bleu']:.1f}")
+    print(f"chrF {scores['chrf']:.1f}")
+    print(f"exact match {100 * scores['exact_match']:.1f}% ({scores['sentences']} sentences)")
+    print(f"hypotheses: {out}")
+    return 0
+
+
+def attention(args):
+    from keras_transformer.plots import plot_cross_attention
+    from keras_transformer.translator import load_translator
+
+    translator = load_translator(args.run_dir)
+    weights, source_tokens, output_tokens = translator.attention(args.sentence, args.layer)
+    plot_cross_attention(weights, source_tokens, output_tokens, args.out,
+                         title=f"decoder layer {args.layer}: {args.sentence}")
+    print(" ".join(output_tokens))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def positional(args):
+    from keras_transformer.plots import plot_positional_encoding
+
+    plot_positional_encoding(args.out, args.length, args.d_model)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def add_search_arguments(command):
+    command.add_argument("--search", choices=("greedy", "beam", "sample"), default="greedy",
+                         help="decoding: greedy, beam search, or sampling")
+    command.add_argument("--beam-size", type=int, default=4, help="beams (--search beam)")
+    command.add_argument("--alpha", type=float, default=0.6,
+                         help="GNMT length penalty exponent (--search beam)")
+    command.add_argument("--temperature", type=float, default=1.0, help="(--search sample)")
+    command.add_argument("--top-k", type=int, default=None, help="(--search sample)")
+    command.add_argument("--top-p", type=float, default=None, help="(--search sample)")
+    command.add_argument("--seed", type=int, default=0, help="(--search sample)")
+    command.add_argument("--batch-size", type=int, default=64,
+                         help="sentences decoded together")
+    command.add_argument("--jit-compile", action="store_true",
+                         help="compile decoding with XLA (compiles once per input shape)")
+
+
 def build_parser():
+    from keras_transformer.trainer import MIXED_PRECISION, STRATEGIES, TrainSettings
+
+    defaults = TrainSettings()
     parser = argparse.ArgumentParser(
         prog="keras-transformer",
         description="The Transformer of 'Attention Is All You Need' in Keras 3.")
@@ -28,9 +161,96 @@ def build_parser():
     command.add_argument("--vocab-size", type=int, default=8000,
                          help="source and target vocabulary size (default: 8000)")
     command.set_defaults(run=summary)
+
+    command = commands.add_parser(
+        "train", help="train a model with model.fit and write a run directory",
+        description="Train on the embedded dataset or your own parallel text. Writes "
+                    "config.json, vocabularies, best.keras (lowest validation loss), "
+                    "history.csv and TensorBoard logs/ to --out. Run the same command "
+                    "again after an interruption to resume from the last finished epoch.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    command.add_argument("--data", default=defaults.data,
+                         help="'default' (the embedded English->Spanish dataset), a TSV "
+                              "of source<TAB>target lines, or SOURCE_FILE,TARGET_FILE "
+                              "(line-aligned text files)")
+    command.add_argument("--preset", choices=sorted(PRESETS), default=defaults.preset,
+                         help="model size")
+    command.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                         help="override a model setting, e.g. --set num_layers=3 "
+                              "--set norm_position=pre (repeatable)")
+    command.add_argument("--epochs", type=int, default=defaults.epochs,
+                         help="passes over the training split")
+    command.add_argument("--steps-per-epoch", type=int, default=None,
+                         help="batches per epoch (default: the whole split)")
+    command.add_argument("--batch-tokens", type=int, default=defaults.batch_tokens,
+                         help="batch size in tokens (sentences are bucketed by length)")
+    command.add_argument("--vocab-size", type=int, default=defaults.vocab_size,
+                         help="WordPiece vocabulary size per language")
+    command.add_argument("--shared-vocab", action="store_true",
+                         help="one vocabulary for both languages")
+    command.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps,
+                         help="linear warmup of the paper's learning-rate schedule")
+    command.add_argument("--learning-rate-scale", type=float,
+                         default=defaults.learning_rate_scale,
+                         help="multiplies the paper's schedule")
+    command.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing,
+                         help="epsilon of label smoothing")
+    command.add_argument("--seed", type=int, default=defaults.seed,
+                         help="seed of data generation, splits, shuffling and initialization")
+    command.add_argument("--out", default="runs/default", help="the run directory")
+    command.add_argument("--jit-compile", action="store_true",
+                         help="compile training steps with XLA")
+    command.add_argument("--mixed-precision", choices=sorted(MIXED_PRECISION), default=None,
+                         help="compute in 16-bit floats (logits and loss stay float32)")
+    command.add_argument("--strategy", choices=STRATEGIES, default=defaults.strategy,
+                         help="tf.distribute: mirrored = every local GPU (or CPU device); "
+                              "multi_worker = the machines in TF_CONFIG")
+    command.add_argument("--examples", type=int, default=5,
+                         help="test translations to print at the end")
+    command.set_defaults(run=train)
+
+    command = commands.add_parser(
+        "translate", help="translate sentences with a trained run",
+        description="Sentences come from the arguments, else --file, else standard input "
+                    "(one per line); translations are printed one per line.")
+    command.add_argument("run_dir", help="a directory written by `train`")
+    command.add_argument("sentences", nargs="*", help="sentences to translate")
+    command.add_argument("--file", default=None, help="a file of sentences, or - for stdin")
+    add_search_arguments(command)
+    command.set_defaults(run=translate)
+
+    command = commands.add_parser(
+        "evaluate", help="BLEU, chrF and exact match on the run's test split or a TSV")
+    command.add_argument("run_dir", help="a directory written by `train`")
+    command.add_argument("--data", default=None,
+                         help="a TSV or SOURCE,TARGET files (default: the run's test split)")
+    command.add_argument("--hypotheses", default=None,
+                         help="where to write the translations (default: "
+                              "RUN_DIR/hypotheses.txt)")
+    add_search_arguments(command)
+    command.set_defaults(run=evaluate)
+
+    command = commands.add_parser(
+        "attention", help="plot the cross-attention of one translation, head by head")
+    command.add_argument("run_dir", help="a directory written by `train`")
+    command.add_argument("sentence", help="the sentence to translate")
+    command.add_argument("--out", default="attention.png", help="the PNG to write")
+    command.add_argument("--layer", type=int, default=-1,
+                         help="decoder layer to show (default: the last)")
+    command.set_defaults(run=attention)
+
+    command = commands.add_parser("positional", help="plot the sinusoidal positional encoding")
+    command.add_argument("--out", default="positional_encoding.png", help="the PNG to write")
+    command.add_argument("--length", type=int, default=64, help="positions")
+    command.add_argument("--d-model", type=int, default=128, help="dimensions")
+    command.set_defaults(run=positional)
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2

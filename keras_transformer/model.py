@@ -129,13 +129,13 @@ class TransformerParts:
 
     def cross_key_values(self, encoder_outputs):
         """Per decoder layer, cross-attention (keys, values), each (B, h, S, d_k)."""
-        return [block.cross_key_value(encoder_outputs) for block in self.decoder_blocks]
+        return tuple(block.cross_key_value(encoder_outputs) for block in self.decoder_blocks)
 
     def empty_cache(self, batch_size, max_length):
         """Per decoder layer, zero (keys, values), each (B, h, max_length, d_k)."""
         shape = (batch_size, self.num_heads, max_length, self.head_dim)
-        return [(ops.zeros(shape, self.compute_dtype), ops.zeros(shape, self.compute_dtype))
-                for _ in self.decoder_blocks]
+        return tuple((ops.zeros(shape, self.compute_dtype), ops.zeros(shape, self.compute_dtype))
+                     for _ in self.decoder_blocks)
 
     def decode_step(self, tokens, position, cache, cross_key_values, source_mask):
         """One position for every sentence in the batch.
@@ -153,7 +153,7 @@ class TransformerParts:
                                                  source_mask)
             new_cache.append(layer_cache)
             cross_weights.append(weights)
-        return self.logits(y)[:, 0, :], new_cache, cross_weights
+        return self.logits(y)[:, 0, :], tuple(new_cache), cross_weights
 
 
 def _numbered_layers(model, prefix):

@@ -1,0 +1,201 @@
+"""The train job: text -> tokenizers -> tf.data -> model.fit -> a run directory -> a report.
+
+Needs TensorFlow (tf.data, tensorflow-text, tf.distribute), imported when a job runs.
+A run killed at any moment and started again with the same settings resumes from its
+last finished epoch (BackupAndRestore) and ends after the same number of epochs.
+"""
+
+import dataclasses
+import random
+import time
+
+import keras
+
+from keras_transformer.config import preset
+from keras_transformer.model import build_transformer
+from keras_transformer.run_dir import SPLITS, RunDir
+from keras_transformer.training import compile_transformer
+
+STRATEGIES = ("default", "mirrored", "multi_worker")
+MIXED_PRECISION = {"bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+
+
+@dataclasses.dataclass
+class TrainSettings:
+    """What a run is made of. All fields but `epochs` must match to resume a run."""
+
+    data: str = "default"
+    preset: str = "small"
+    overrides: dict = dataclasses.field(default_factory=dict)
+    vocab_size: int = 1000
+    shared_vocab: bool = False
+    batch_tokens: int = 4096
+    warmup_steps: int = 400
+    learning_rate_scale: float = 2.0
+    label_smoothing: float = 0.1
+    seed: int = 0
+    epochs: int = 10
+    steps_per_epoch: int | None = None
+    jit_compile: bool = False
+    mixed_precision: str | None = None
+    strategy: str = "default"
+
+    def identity(self) -> dict:
+        """The settings a resumed run must share (epochs and speed options may change)."""
+        values = dataclasses.asdict(self)
+        for free in ("epochs", "jit_compile", "strategy"):
+            values.pop(free)
+        return values
+
+
+def distribution_strategy(name):
+    """tf.distribute strategy by name: default (one device), mirrored (every local GPU, or
+    the local CPU devices), multi_worker (machines described by TF_CONFIG)."""
+    import tensorflow as tf
+
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"unknown strategy {name!r}; choose from {STRATEGIES}")
+
+
+def load_splits(settings, run, log):
+    """The run's train/validation/test pairs: read back when resuming, else made and saved."""
+    from pipelines import default_data, readers
+
+    if all(run.split_file(split).exists() for split in SPLITS):
+        return {split: readers.read_tsv(run.split_file(split)).pairs for split in SPLITS}
+    if settings.data == "default":
+        splits = default_data.default_splits(seed=settings.seed)
+        log(f"data: the embedded English -> Spanish dataset (seed {settings.seed})")
+    else:
+        result = readers.load_pairs(settings.data)
+        log(f"data: {settings.data}: {result.summary()}")
+        splits = split_pairs(result.pairs, settings.seed)
+    default_data.write_splits(splits, run.data)
+    return splits
+
+
+def split_pairs(pairs, seed, held_out=0.05, max_held_out=2000):
+    """Shuffle with `seed` into train/validation/test; a source sentence (with all its
+    translations) lands in one split only."""
+    by_source = {}
+    for source, target in pairs:
+        by_source.setdefault(source, []).append((source, target))
+    sources = sorted(by_source)
+    random.Random(seed).shuffle(sources)
+    size = max(1, min(max_held_out, int(len(sources) * held_out)))
+    if len(sources) < 3 * size:
+        raise ValueError(f"too little data to split: {len(sources)} distinct sources")
+    groups = {"validation": sources[:size], "test": sources[size:2 * size],
+              "train": sources[2 * size:]}
+    return {split: [pair for source in groups[split] for pair in by_source[source]]
+            for split in SPLITS}
+
+
+def load_tokenizers(settings, run, train_pairs):
+    """The run's tokenizers: loaded when resuming, else learned from the training split."""
+    from pipelines import tokenizers
+
+    if run.source_vocab.exists() and run.target_vocab.exists():
+        return (tokenizers.SubwordTokenizer.load(run.source_vocab),
+                tokenizers.SubwordTokenizer.load(run.target_vocab))
+    source, target = tokenizers.build_tokenizers(train_pairs, settings.vocab_size,
+                                                 shared=settings.shared_vocab)
+    source.save(run.source_vocab)
+    target.save(run.target_vocab)
+    return source, target
+
+
+def callbacks(run, best_val_loss):
+    return [
+        keras.callbacks.BackupAndRestore(str(run.backup), double_checkpoint=True),
+        keras.callbacks.ModelCheckpoint(str(run.best_model), monitor="val_loss",
+                                        save_best_only=True,
+                                        initial_value_threshold=best_val_loss),
+        keras.callbacks.CSVLogger(str(run.history), append=True),
+        keras.callbacks.TensorBoard(str(run.logs)),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+
+
+def best_validation_loss(run):
+    """The lowest val_loss in history.csv, so a resumed run keeps the true best model."""
+    if not run.history.exists():
+        return None
+    import csv
+    with open(run.history) as file:
+        losses = [float(row["val_loss"]) for row in csv.DictReader(file) if row.get("val_loss")]
+    return min(losses) if losses else None
+
+
+def train(settings: TrainSettings, out, examples=5, verbose="auto", log=print):
+    """Train (or resume, or just report on) the run in `out`; returns the report as a dict."""
+    from keras_transformer.evaluation import exact_match
+    from keras_transformer.translator import Translator
+    from pipelines import batching
+
+    run = RunDir(out)
+    run.check_compatible(settings.identity())
+    run.create()
+    run.save_settings(settings.identity())
+    keras.utils.set_random_seed(settings.seed)
+    keras.config.set_dtype_policy(MIXED_PRECISION.get(settings.mixed_precision, "float32"))
+
+    splits = load_splits(settings, run, log)
+    source_tokenizer, target_tokenizer = load_tokenizers(settings, run, splits["train"])
+    config = preset(settings.preset, **{
+        "source_vocab_size": source_tokenizer.vocab_size,
+        "target_vocab_size": target_tokenizer.vocab_size, **settings.overrides})
+    run.save_config(config)
+    log(f"pairs: train {len(splits['train'])}, validation {len(splits['validation'])}, "
+        f"test {len(splits['test'])}; vocabulary: source {source_tokenizer.vocab_size}, "
+        f"target {target_tokenizer.vocab_size}")
+
+    def dataset(pairs, shuffle):
+        return batching.make_dataset(
+            pairs, source_tokenizer, target_tokenizer, max_length=config.max_length,
+            batch_tokens=settings.batch_tokens, shuffle=shuffle, seed=settings.seed)
+
+    report = {"run_dir": str(run.path), "epochs": settings.epochs}
+    done = run.finished_epochs()
+    if done >= settings.epochs and run.best_model.exists():
+        log(f"{run.path} already finished {done} epochs; reporting on its best model")
+    else:
+        strategy = distribution_strategy(settings.strategy)
+        with strategy.scope():
+            model = build_transformer(config)
+            compile_transformer(model, config.d_model, settings.warmup_steps,
+                                settings.learning_rate_scale, settings.label_smoothing,
+                                jit_compile=settings.jit_compile)
+        log(f"model: {settings.preset}, {model.count_params():,} parameters; "
+            f"strategy {settings.strategy} ({strategy.num_replicas_in_sync} replicas)")
+        began = time.perf_counter()
+        model.fit(dataset(splits["train"], shuffle=True),
+                  validation_data=dataset(splits["validation"], shuffle=False),
+                  epochs=settings.epochs, steps_per_epoch=settings.steps_per_epoch,
+                  callbacks=callbacks(run, best_validation_loss(run)), verbose=verbose)
+        report["train_seconds"] = round(time.perf_counter() - began, 1)
+        log(f"trained in {report['train_seconds']:.0f} s")
+        if model.stop_training:  # TerminateOnNaN
+            raise FloatingPointError("training stopped: the loss became NaN")
+        run.mark_finished(settings.epochs)
+
+    model = keras.models.load_model(run.best_model)
+    translator = Translator(model, source_tokenizer, target_tokenizer, config.max_length)
+    test_sources = [source for source, _ in splits["test"]]
+    references = [target for _, target in splits["test"]]
+    began = time.perf_counter()
+    hypotheses = translator.translate(test_sources)
+    log(f"translated {len(test_sources)} test sentences in "
+        f"{time.perf_counter() - began:.1f} s (greedy, cached)")
+    report["exact_match"] = exact_match(hypotheses, references)
+    for source, reference, hypothesis in list(zip(test_sources, references, hypotheses))[:examples]:
+        mark = "=" if hypothesis == reference else "x"
+        log(f"  {source}\n  {mark} {hypothesis}")
+    log(f"test exact match {100 * report['exact_match']:.1f}% "
+        f"({len(references)} sentences)")
+    return report
