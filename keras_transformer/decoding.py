@@ -58,8 +58,10 @@ def next_logits(parts, tokens, position, cache, context):
     return forbid_reserved(logits), cache
 
 
-def _token_loop(parts, source_tokens, max_length, choose):
-    """Shared loop of greedy and sampling: choose(logits (B, V), position) -> (B,) int32."""
+def _token_loop(parts, source_tokens, max_length, choose, end_id=END_ID):
+    """Shared loop of greedy and sampling: choose(logits (B, V), position) -> (B,) int32.
+
+    `end_id=None` never stops early (benchmarks time a fixed number of steps)."""
     batch = ops.shape(source_tokens)[0]
     context = SourceContext(parts, source_tokens)
 
@@ -70,7 +72,8 @@ def _token_loop(parts, source_tokens, max_length, choose):
         logits, cache = next_logits(parts, last, position, cache, context)
         chosen = ops.where(finished, PAD_ID, choose(logits, position))
         output = ops.slice_update(output, [0, position], ops.expand_dims(chosen, 1))
-        finished = ops.logical_or(finished, ops.equal(chosen, END_ID))
+        if end_id is not None:
+            finished = ops.logical_or(finished, ops.equal(chosen, end_id))
         return position + 1, ops.expand_dims(chosen, 1), output, cache, finished
 
     initial = (ops.convert_to_tensor(0, "int32"),
@@ -81,10 +84,10 @@ def _token_loop(parts, source_tokens, max_length, choose):
     return ops.while_loop(cond, body, initial)[2]
 
 
-def greedy_decode(model, source_tokens, max_length):
+def greedy_decode(model, source_tokens, max_length, end_id=END_ID):
     """(B, S) source tokens -> (B, max_length) int32: the most likely token at each step."""
     return _token_loop(_parts(model), source_tokens, max_length,
-                       lambda logits, position: _choose_best(logits))
+                       lambda logits, position: _choose_best(logits), end_id)
 
 
 def sample_decode(model, source_tokens, max_length, temperature=1.0, top_k=None, top_p=None,
@@ -194,7 +197,7 @@ def beam_search(model, source_tokens, max_length, beam_size=4, alpha=0.6):
             ops.take_along_axis(log_probs, order, axis=1))
 
 
-def greedy_decode_uncached(model, source_tokens, max_length):
+def greedy_decode_uncached(model, source_tokens, max_length, end_id=END_ID):
     """Greedy decoding that recomputes the whole decoder at every step (no cache).
 
     The reference cached decoding must equal, and the baseline of the decode benchmark.
@@ -215,7 +218,8 @@ def greedy_decode_uncached(model, source_tokens, max_length):
         logits = forbid_reserved(ops.take(logits, position, axis=1))
         chosen = ops.where(finished, PAD_ID, _choose_best(logits))
         output = ops.slice_update(output, [0, position], ops.expand_dims(chosen, 1))
-        finished = ops.logical_or(finished, ops.equal(chosen, END_ID))
+        if end_id is not None:
+            finished = ops.logical_or(finished, ops.equal(chosen, end_id))
         return position + 1, output, finished
 
     initial = (ops.convert_to_tensor(0, "int32"), ops.zeros((batch, max_length), "int32"),

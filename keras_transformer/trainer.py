@@ -29,9 +29,9 @@ class TrainSettings:
     overrides: dict = dataclasses.field(default_factory=dict)
     vocab_size: int = 1000
     shared_vocab: bool = False
-    batch_tokens: int = 4096
-    warmup_steps: int = 400
-    learning_rate_scale: float = 2.0
+    batch_tokens: int = 2048
+    warmup_steps: int = 800
+    learning_rate_scale: float = 1.0
     label_smoothing: float = 0.1
     seed: int = 0
     epochs: int = 10
@@ -60,6 +60,33 @@ def distribution_strategy(name):
     if name == "multi_worker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"unknown strategy {name!r}; choose from {STRATEGIES}")
+
+
+def _tf_config():
+    import json
+    import os
+
+    return json.loads(os.environ.get("TF_CONFIG", "{}"))
+
+
+def is_chief(strategy_name):
+    """Whether this process writes the run directory: always, but for the non-chief workers
+    of multi-worker training (worker 0 is the chief when TF_CONFIG names no chief)."""
+    if strategy_name != "multi_worker":
+        return True
+    task = _tf_config().get("task", {})
+    return task.get("type", "worker") == "chief" or (
+        task.get("type", "worker") == "worker" and task.get("index", 0) == 0
+        and "chief" not in _tf_config().get("cluster", {}))
+
+
+def worker_directory(out):
+    """A non-chief worker's scratch run directory beside `out`: it trains in step with the
+    chief but must not write the chief's files."""
+    from pathlib import Path
+
+    out = Path(out)
+    return out.with_name(f"{out.name}.worker{_tf_config().get('task', {}).get('index', 0)}")
 
 
 def load_splits(settings, run, log):
@@ -138,7 +165,7 @@ def train(settings: TrainSettings, out, examples=5, verbose="auto", log=print):
     from keras_transformer.translator import Translator
     from pipelines import batching
 
-    run = RunDir(out)
+    run = RunDir(out if is_chief(settings.strategy) else worker_directory(out))
     run.check_compatible(settings.identity())
     run.create()
     run.save_settings(settings.identity())
@@ -155,10 +182,15 @@ def train(settings: TrainSettings, out, examples=5, verbose="auto", log=print):
         f"test {len(splits['test'])}; vocabulary: source {source_tokenizer.vocab_size}, "
         f"target {target_tokenizer.vocab_size}")
 
-    def dataset(pairs, shuffle):
-        return batching.make_dataset(
+    def dataset(pairs, training):
+        # XLA compiles once per batch shape: pad to a few fixed shapes, drop ragged remainders
+        fixed = settings.jit_compile
+        data = batching.make_dataset(
             pairs, source_tokenizer, target_tokenizer, max_length=config.max_length,
-            batch_tokens=settings.batch_tokens, shuffle=shuffle, seed=settings.seed)
+            batch_tokens=settings.batch_tokens, shuffle=training, seed=settings.seed,
+            pad_to_bucket=fixed, drop_remainder=fixed and training)
+        # with a fixed number of steps per epoch, epochs may end anywhere in the data
+        return data.repeat() if training and settings.steps_per_epoch else data
 
     report = {"run_dir": str(run.path), "epochs": settings.epochs}
     done = run.finished_epochs()
@@ -174,9 +206,10 @@ def train(settings: TrainSettings, out, examples=5, verbose="auto", log=print):
         log(f"model: {settings.preset}, {model.count_params():,} parameters; "
             f"strategy {settings.strategy} ({strategy.num_replicas_in_sync} replicas)")
         began = time.perf_counter()
-        model.fit(dataset(splits["train"], shuffle=True),
-                  validation_data=dataset(splits["validation"], shuffle=False),
+        model.fit(dataset(splits["train"], training=True),
+                  validation_data=dataset(splits["validation"], training=False),
                   epochs=settings.epochs, steps_per_epoch=settings.steps_per_epoch,
+                  shuffle=False,  # the dataset shuffles itself, with the run's seed
                   callbacks=callbacks(run, best_validation_loss(run)), verbose=verbose)
         report["train_seconds"] = round(time.perf_counter() - began, 1)
         log(f"trained in {report['train_seconds']:.0f} s")

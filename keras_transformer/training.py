@@ -33,7 +33,10 @@ class MaskedSparseCrossEntropy(keras.losses.Loss):
         eps = self.label_smoothing
         per_token = -(1.0 - eps) * true_log_probs - eps * ops.mean(log_probs, axis=-1)
         real = ops.cast(ops.not_equal(y_true, self.pad_id), "float32")
-        return ops.sum(per_token * real) / ops.maximum(ops.sum(real), 1.0)
+        # Per-token values that Keras then averages over all B * T slots (and scales for
+        # tf.distribute replicas): rescaled so that average is the mean over real tokens.
+        slots = ops.cast(ops.size(real), "float32")
+        return per_token * real * (slots / ops.maximum(ops.sum(real), 1.0))
 
     def get_config(self):
         return {**super().get_config(), "label_smoothing": self.label_smoothing,

@@ -33,3 +33,33 @@ def tiny_model(tiny_config):
 def random_tokens(rng, batch, length, vocab_size, low=4):
     """(batch, length) int32 tokens in [low, vocab_size): no padding, no reserved ids."""
     return rng.integers(low, vocab_size, size=(batch, length)).astype("int32")
+
+
+@pytest.fixture(scope="session")
+def small_tsv(tmp_path_factory):
+    """3,000 pairs of the embedded grammar as a TSV (what a user's --data looks like)."""
+    from pipelines.default_data import generate_pairs
+
+    path = tmp_path_factory.mktemp("data") / "pairs.tsv"
+    path.write_text("".join(f"{s}\t{t}\n" for s, t in generate_pairs(3000, seed=3)),
+                    encoding="utf-8")
+    return path
+
+
+def tiny_settings(data, **changes):
+    from keras_transformer.trainer import TrainSettings
+
+    values = dict(data=str(data), preset="tiny", vocab_size=300, batch_tokens=1024,
+                  warmup_steps=100, learning_rate_scale=0.5, epochs=6, seed=0)
+    return TrainSettings(**{**values, **changes})
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, small_tsv):
+    """A run directory trained for a few seconds: enough for non-trivial translations."""
+    from keras_transformer.trainer import train
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    report = train(tiny_settings(small_tsv), out, examples=0, verbose=0, log=lambda *a: None)
+    keras.config.set_dtype_policy("float32")
+    return out, report

@@ -26,7 +26,8 @@ def masked_softmax(scores, mask=None):
     mask = ops.broadcast_to(mask, ops.shape(scores))
     scores = ops.where(mask, scores, float("-inf"))
     row_max = ops.max(scores, axis=-1, keepdims=True)
-    row_max = ops.stop_gradient(ops.where(ops.isfinite(row_max), row_max, 0.0))
+    sees_a_key = ops.any(mask, axis=-1, keepdims=True)
+    row_max = ops.stop_gradient(ops.where(sees_a_key, row_max, 0.0))
     exponentials = ops.exp(scores - row_max)  # exp(-inf) == 0 exactly
     normalizer = ops.sum(exponentials, axis=-1, keepdims=True)
     return exponentials / ops.where(normalizer > 0, normalizer, 1.0)

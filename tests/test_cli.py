@@ -1,0 +1,138 @@
+"""The command line: train (resume, incompatible runs), translate, evaluate, attention."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import sacrebleu
+
+from conftest import tiny_settings
+from keras_transformer.cli import main, parse_overrides
+from keras_transformer.run_dir import IncompatibleRunError, RunDir
+from keras_transformer.trainer import train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cli(*args, timeout=600, **kwargs):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.Popen([sys.executable, "-m", "keras_transformer", *map(str, args)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, **kwargs)
+
+
+def _epochs_in_history(run):
+    with open(RunDir(run).history) as file:
+        return [int(row["epoch"]) for row in csv.DictReader(file)]
+
+
+def test_run_directory_holds_what_it_promises(trained_run):
+    run, report = trained_run
+    run = RunDir(run)
+    for path in (run.config_file, run.source_vocab, run.target_vocab, run.best_model,
+                 run.history, run.split_file("test")):
+        assert path.exists(), path
+    assert any(run.logs.rglob("events.out.tfevents*"))
+    assert not run.backup.exists()  # removed once training completed
+    assert _epochs_in_history(run.path) == list(range(6))
+    assert 0.0 <= report["exact_match"] <= 1.0
+
+
+def test_finished_run_is_not_trained_again(trained_run):
+    run, _ = trained_run
+    lines = []
+    train(tiny_settings(tiny_small_tsv(run)), run, examples=0, verbose=0, log=lines.append)
+    assert any("already finished 6 epochs" in line for line in lines)
+    assert _epochs_in_history(run) == list(range(6))
+
+
+def tiny_small_tsv(run):
+    return RunDir(run).load_settings()["data"]
+
+
+def test_incompatible_run_directory_is_refused(trained_run, tmp_path):
+    run, _ = trained_run
+    with pytest.raises(IncompatibleRunError, match="preset: 'tiny' there, 'small' now"):
+        train(tiny_settings(tiny_small_tsv(run), preset="small"), run, verbose=0)
+    stranger = tmp_path / "stranger"
+    stranger.mkdir()
+    (stranger / "notes.txt").write_text("mine")
+    with pytest.raises(IncompatibleRunError, match="not empty"):
+        train(tiny_settings(tiny_small_tsv(run)), stranger, verbose=0)
+
+
+def test_killed_training_resumes_where_it_stopped(small_tsv, tmp_path):
+    run = tmp_path / "resumed"
+    args = ["train", "--data", small_tsv, "--preset", "tiny", "--vocab-size", 300,
+            "--batch-tokens", 1024, "--warmup-steps", 50, "--epochs", 4, "--out", run,
+            "--examples", 0]
+    first = _cli(*args)
+    deadline = time.time() + 300
+    while time.time() < deadline:  # kill it as soon as two epochs are done
+        if RunDir(run).history.exists() and len(_epochs_in_history(run)) >= 2:
+            break
+        if first.poll() is not None:
+            pytest.fail("training ended before it could be interrupted:\n" + first.stdout.read())
+        time.sleep(0.2)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    done_before_kill = len(_epochs_in_history(run))
+    assert 2 <= done_before_kill < 4
+
+    second = _cli(*args)
+    output, _ = second.communicate(timeout=600)
+    assert second.returncode == 0, output
+    assert f"Epoch {done_before_kill + 1}/4" in output
+    assert "Epoch 1/4" not in output  # resumed, not restarted
+    assert _epochs_in_history(run) == [0, 1, 2, 3]
+    assert "test exact match" in output
+
+
+def test_translate_evaluate_and_attention(trained_run, tmp_path, capsys):
+    run, _ = trained_run
+    assert main(["translate", str(run), "The dog is big.", "My sisters ate bread."]) == 0
+    translations = capsys.readouterr().out.split("\n")[:-1]
+    assert len(translations) == 2 and all(translations)  # the fixture model says something
+
+    hypotheses = tmp_path / "hyp.txt"
+    assert main(["evaluate", str(run), "--hypotheses", str(hypotheses)]) == 0
+    printed = capsys.readouterr().out
+    references = [line.split("\t")[1].rstrip("\n") for line in
+                  RunDir(run).split_file("test").read_text(encoding="utf-8").splitlines()]
+    written = hypotheses.read_text(encoding="utf-8").splitlines()
+    assert len(written) == len(references)
+    expected = sacrebleu.corpus_bleu(written, [references]).score
+    assert f"BLEU {expected:.1f}" in printed
+    assert f"chrF {sacrebleu.corpus_chrf(written, [references]).score:.1f}" in printed
+
+    picture = tmp_path / "attention.png"
+    assert main(["attention", str(run), "The red houses are big.", "--out", str(picture)]) == 0
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["positional", "--out", str(tmp_path / "pe.png")]) == 0
+    assert (tmp_path / "pe.png").stat().st_size > 1000
+
+
+def test_beam_and_sampling_from_the_command_line(trained_run, capsys):
+    run, _ = trained_run
+    assert main(["translate", str(run), "The dog is big.", "--search", "beam",
+                 "--beam-size", "3"]) == 0
+    assert capsys.readouterr().out.strip()
+    assert main(["translate", str(run), "The dog is big.", "--search", "sample", "--top-k",
+                 "1"]) == 0
+    sampled = capsys.readouterr().out
+    assert main(["translate", str(run), "The dog is big."]) == 0
+    assert capsys.readouterr().out == sampled  # top-k 1 is greedy
+
+
+def test_clear_errors(tmp_path, capsys):
+    assert main(["translate", str(tmp_path / "nothing"), "hello"]) == 2
+    assert "no such run directory" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="expected KEY=VALUE"):
+        parse_overrides(["layers=3"])
+    assert parse_overrides(["num_layers=3", "norm_position=pre"]) == {
+        "num_layers": 3, "norm_position": "pre"}
