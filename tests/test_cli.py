@@ -19,11 +19,15 @@ from keras_transformer.trainer import train
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _cli(*args, timeout=600, **kwargs):
+def _run(*command):
+    """A child Python process with the project importable; stdout and stderr together."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.Popen([sys.executable, "-m", "keras_transformer", *map(str, args)],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, **kwargs)
+    return subprocess.Popen([sys.executable, *map(str, command)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _cli(*args):
+    return _run("-m", "keras_transformer", *args)
 
 
 def _epochs_in_history(run):
@@ -136,3 +140,13 @@ def test_clear_errors(tmp_path, capsys):
         parse_overrides(["layers=3"])
     assert parse_overrides(["num_layers=3", "norm_position=pre"]) == {
         "num_layers": 3, "norm_position": "pre"}
+
+
+def test_model_fit_example_runs(tmp_path):
+    example = _run(ROOT / "examples" / "train_with_fit.py", "--epochs", 1,
+                          "--train-size", 300, "--preset", "tiny", "--out",
+                          tmp_path / "model.keras")
+    output, _ = example.communicate(timeout=600)
+    assert example.returncode == 0, output[-3000:]
+    assert (tmp_path / "model.keras").exists()
+    assert output.count("reference:") == 5
