@@ -29,8 +29,8 @@ class TrainSettings:
     overrides: dict = dataclasses.field(default_factory=dict)
     vocab_size: int = 1000
     shared_vocab: bool = False
-    batch_tokens: int = 2048
-    warmup_steps: int = 800
+    batch_tokens: int = 1024
+    warmup_steps: int = 1600
     learning_rate_scale: float = 1.0
     label_smoothing: float = 0.1
     seed: int = 0
