@@ -115,8 +115,10 @@ def attention(args):
 
     translator = load_translator(args.run_dir)
     weights, source_tokens, output_tokens = translator.attention(args.sentence, args.layer)
+    layers = translator.parts.num_layers
     plot_cross_attention(weights, source_tokens, output_tokens, args.out,
-                         title=f"decoder layer {args.layer}: {args.sentence}")
+                         title=f"cross-attention, decoder layer {args.layer % layers + 1} of "
+                               f"{layers}: {args.sentence}")
     print(" ".join(output_tokens))
     print(f"wrote {args.out}")
     return 0
@@ -127,6 +129,25 @@ def positional(args):
 
     plot_positional_encoding(args.out, args.length, args.d_model)
     print(f"wrote {args.out}")
+    return 0
+
+
+def export(args):
+    from pathlib import Path
+
+    from keras_transformer.export import TFLITE_VARIANTS, ExportError, export_run
+
+    out = args.out or Path("saved_models") / Path(args.run_dir).resolve().name
+    tflite = () if args.no_tflite else tuple(args.tflite or TFLITE_VARIANTS)
+    try:
+        result = export_run(args.run_dir, out, version=args.version,
+                            jit_compile=args.jit_compile, beam_size=args.beam_size,
+                            alpha=args.alpha, tflite=tflite)
+    except (ExportError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {result.version_dir} (version {result.version})")
+    print(result.describe())
     return 0
 
 
@@ -244,6 +265,33 @@ def build_parser():
     command.add_argument("--length", type=int, default=64, help="positions")
     command.add_argument("--d-model", type=int, default=128, help="dimensions")
     command.set_defaults(run=positional)
+
+    command = commands.add_parser(
+        "export", help="write a SavedModel version and TFLite files for serving",
+        description="Writes OUT/N/ (N = the next version): a SavedModel translating strings "
+                    "(serving_default, beam_search) and ids (translate_ids), the ids "
+                    "signature alone in OUT/N/translate_ids/ (core TensorFlow ops only), "
+                    "and TFLite models in OUT/N/tflite/. Prints each file's size and the "
+                    "ops it needs beyond core TensorFlow / TFLite builtins.")
+    command.add_argument("run_dir", help="a directory written by `train`")
+    command.add_argument("--out", default=None,
+                         help="the model's base folder (default: saved_models/RUN_DIR_NAME)")
+    command.add_argument("--version", type=int, default=None,
+                         help="version number to write (default: the next one); an "
+                              "existing version is an error")
+    command.add_argument("--jit-compile", action="store_true",
+                         help="XLA-compile decoding in the SavedModel (sources padded to "
+                              "max_length: one compilation per batch size)")
+    command.add_argument("--beam-size", type=int, default=4,
+                         help="beams of the beam_search signature")
+    command.add_argument("--alpha", type=float, default=0.6,
+                         help="GNMT length penalty exponent of the beam_search signature")
+    command.add_argument("--tflite", nargs="+", default=None, metavar="VARIANT",
+                         help="TFLite files to write (default: all of translate, "
+                              "translate_float16, translate_int8, ids_float32, ids_float16, "
+                              "ids_int8)")
+    command.add_argument("--no-tflite", action="store_true", help="write no TFLite file")
+    command.set_defaults(run=export)
     return parser
 
 

@@ -217,7 +217,7 @@ def train(settings: TrainSettings, out, examples=5, verbose="auto", log=print):
             raise FloatingPointError("training stopped: the loss became NaN")
         run.mark_finished(settings.epochs)
 
-    model = keras.models.load_model(run.best_model)
+    model = keras.models.load_model(run.best_model, compile=False)
     translator = Translator(model, source_tokenizer, target_tokenizer, config.max_length)
     test_sources = [source for source, _ in splits["test"]]
     references = [target for _, target in splits["test"]]

@@ -79,7 +79,8 @@ class Translator:
                                      **options)
             texts = self.target_tokenizer.detokenize(ids).numpy()
             for i, text in zip(chosen, texts):
-                translations[i] = text.decode("utf-8")
+                # nothing to translate (empty or whitespace): nothing, as the exports answer
+                translations[i] = text.decode("utf-8") if lengths[i] else ""
         return translations
 
     def attention(self, sentence, layer=-1):
@@ -109,7 +110,7 @@ def load_translator(run_dir, jit_compile=False):
     run = RunDir(run_dir)
     run.require_trained()
     config = run.load_config()
-    model = keras.models.load_model(run.best_model)
+    model = keras.models.load_model(run.best_model, compile=False)  # inference: no optimizer
     return Translator(model, SubwordTokenizer.load(run.source_vocab),
                       SubwordTokenizer.load(run.target_vocab), config.max_length,
                       jit_compile=jit_compile)

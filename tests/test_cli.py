@@ -150,3 +150,18 @@ def test_model_fit_example_runs(tmp_path):
     assert example.returncode == 0, output[-3000:]
     assert (tmp_path / "model.keras").exists()
     assert output.count("reference:") == 5
+
+
+def test_translator_loads_in_a_fresh_process_and_answers_empty_input(trained_run, tmp_path):
+    run, _ = trained_run
+    script = tmp_path / "user.py"  # a user's script: nothing of ours imported beforehand
+    script.write_text(
+        "import sys\n"
+        "from keras_transformer.translator import load_translator\n"
+        "translator = load_translator(sys.argv[1])\n"
+        "print(repr(translator.translate(['', '   ', 'The dog is big.'])))\n")
+    process = _run(script, run)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output[-3000:]
+    answers = eval(output.strip().splitlines()[-1])
+    assert answers[:2] == ["", ""] and len(answers) == 3
