@@ -32,6 +32,9 @@ class TransformerConfig:
     share_embeddings: bool = False
     tie_output_embeddings: bool = True
     layer_norm_epsilon: float = 1e-6
+    # Dropout on the d_ff-wide ReLU output inside each feed-forward network: tensor2tensor's
+    # relu_dropout, an option. The paper (and keras-hub) drop sublayer outputs only.
+    ffn_dropout: float = 0.0
 
     def __post_init__(self):
         if self.d_model % self.num_heads:
@@ -56,6 +59,8 @@ class TransformerConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not 0.0 <= self.ffn_dropout < 1.0:
+            raise ValueError(f"ffn_dropout must be in [0, 1), got {self.ffn_dropout}")
 
     @property
     def head_dim(self) -> int:

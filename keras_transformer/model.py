@@ -34,7 +34,8 @@ def build_transformer(config: TransformerConfig, name="transformer") -> keras.Mo
     def block_args():
         return dict(num_heads=config.num_heads, d_ff=config.d_ff, dropout=config.dropout,
                     norm_position=config.norm_position,
-                    layer_norm_epsilon=config.layer_norm_epsilon)
+                    layer_norm_epsilon=config.layer_norm_epsilon,
+                    ffn_dropout=config.ffn_dropout)
 
     if config.share_embeddings:
         source_embedding = target_embedding = embedding(config.source_vocab_size,

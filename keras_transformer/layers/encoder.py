@@ -16,11 +16,12 @@ class EncoderBlock(keras.layers.Layer):
     """
 
     def __init__(self, num_heads, d_ff, dropout=0.0, norm_position="post",
-                 layer_norm_epsilon=1e-6, **kwargs):
+                 layer_norm_epsilon=1e-6, ffn_dropout=0.0, **kwargs):
         super().__init__(**kwargs)
         self.num_heads = num_heads
         self.d_ff = d_ff
         self.dropout = dropout
+        self.ffn_dropout = ffn_dropout  # inside the FFN; the paper has none
         self.norm_position = norm_position
         self.layer_norm_epsilon = layer_norm_epsilon
         connection = dict(dropout=dropout, norm_position=norm_position,
@@ -30,7 +31,7 @@ class EncoderBlock(keras.layers.Layer):
         self.feed_forward_connection = SublayerConnection(name="feed_forward_norm",
                                                           **connection)
         self.self_attention = None  # head_dim = d_model / h, known in build
-        self.feed_forward = FeedForward(d_ff, dropout=dropout, name="feed_forward",
+        self.feed_forward = FeedForward(d_ff, dropout=ffn_dropout, name="feed_forward",
                                         dtype=self.dtype_policy)
 
     def build(self, input_shape):
@@ -68,4 +69,4 @@ class EncoderBlock(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "num_heads": self.num_heads, "d_ff": self.d_ff,
                 "dropout": self.dropout, "norm_position": self.norm_position,
-                "layer_norm_epsilon": self.layer_norm_epsilon}
+                "layer_norm_epsilon": self.layer_norm_epsilon, "ffn_dropout": self.ffn_dropout}

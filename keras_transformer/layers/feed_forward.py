@@ -7,8 +7,9 @@ import keras
 class FeedForward(keras.layers.Layer):
     """FFN(x) = max(0, x W1 + b1) W2 + b2, applied to each position alike.
 
-    (B, T, d_model) -> (B, T, d_model) through a hidden width d_ff; dropout on the
-    hidden activations (`dropout`), as in tensor2tensor's implementation.
+    (B, T, d_model) -> (B, T, d_model) through a hidden width d_ff. `dropout` acts on the
+    hidden activations (tensor2tensor's relu_dropout); the blocks pass 0 by default, as the
+    paper drops only sublayer outputs.
     """
 
     def __init__(self, d_ff, activation="relu", dropout=0.0, **kwargs):
