@@ -165,6 +165,8 @@ def train(settings: TrainSettings, out, examples=5, verbose="auto", log=print):
     from keras_transformer.translator import Translator
     from pipelines import batching
 
+    # first, before any TensorFlow op: multi-worker collectives are configured at startup
+    strategy = distribution_strategy(settings.strategy)
     run = RunDir(out if is_chief(settings.strategy) else worker_directory(out))
     run.check_compatible(settings.identity())
     run.create()
@@ -197,7 +199,6 @@ def train(settings: TrainSettings, out, examples=5, verbose="auto", log=print):
     if done >= settings.epochs and run.best_model.exists():
         log(f"{run.path} already finished {done} epochs; reporting on its best model")
     else:
-        strategy = distribution_strategy(settings.strategy)
         with strategy.scope():
             model = build_transformer(config)
             compile_transformer(model, config.d_model, settings.warmup_steps,
