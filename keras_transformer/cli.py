@@ -225,7 +225,8 @@ def build_parser():
                          help="compute in 16-bit floats (logits and loss stay float32)")
     command.add_argument("--strategy", choices=STRATEGIES, default=defaults.strategy,
                          help="tf.distribute: mirrored = every local GPU (or CPU device); "
-                              "multi_worker = the machines in TF_CONFIG")
+                              "multi_worker = the machines in TF_CONFIG (run the same "
+                              "command on each; every worker takes its own batches)")
     command.add_argument("--examples", type=int, default=5,
                          help="test translations to print at the end")
     command.set_defaults(run=train)

@@ -69,6 +69,45 @@ def _tf_config():
     return json.loads(os.environ.get("TF_CONFIG", "{}"))
 
 
+def support_multi_worker(model, strategy):
+    """Let `model.fit` train and validate under MultiWorkerMirroredStrategy.
+
+    Keras 3 fails there in two places (keras-team/keras#20585), both outside our model:
+    - Before training it builds the metrics from the first batch, which it gets by reducing
+      the per-replica batch across replicas. The multi-worker strategy cannot reduce a nest
+      (`Attempt to convert a value (PerReplica:...)`), and across workers it would need equal
+      shapes, which bucketed batches don't have. The build needs only shapes and dtypes, so
+      it gets this worker's share of the batch instead.
+    - After each step it averages the logs across workers with `reduce("MEAN", axis=0)`,
+      which fails on the scalar metric values ("Invalid reduction dimension 0"). The steps
+      return each value as shape (1,), which that reduction turns back into a scalar.
+    """
+    import tensorflow as tf
+    from keras import ops, tree
+
+    def local(value):
+        if isinstance(value, tf.distribute.DistributedValues):
+            return strategy.experimental_local_results(value)[0]
+        return value
+
+    def maybe_symbolic_build(iterator=None, data_batch=None):
+        if iterator is not None:
+            for _, _, batches in iterator:
+                data_batch = tree.map_structure(local, next(batches))
+                break
+        with strategy.scope():
+            model._symbolic_build(data_batch=data_batch)
+
+    def with_shape_one(step):
+        def step_with_shape_one(data):
+            return {name: ops.reshape(value, (1,)) for name, value in step(data).items()}
+        return step_with_shape_one
+
+    model._maybe_symbolic_build = maybe_symbolic_build
+    model.train_step = with_shape_one(model.train_step)
+    model.test_step = with_shape_one(model.test_step)
+
+
 def is_chief(strategy_name):
     """Whether this process writes the run directory: always, but for the non-chief workers
     of multi-worker training (worker 0 is the chief when TF_CONFIG names no chief)."""
@@ -78,6 +117,17 @@ def is_chief(strategy_name):
     return task.get("type", "worker") == "chief" or (
         task.get("type", "worker") == "worker" and task.get("index", 0) == 0
         and "chief" not in _tf_config().get("cluster", {}))
+
+
+def worker_count():
+    """The number of processes that train together, as TF_CONFIG describes them."""
+    cluster = _tf_config().get("cluster", {})
+    return max(1, len(cluster.get("chief", [])) + len(cluster.get("worker", [])))
+
+
+def batch_count(dataset):
+    """Batches in one pass over a dataset whose cardinality tf.data can't tell (bucketed)."""
+    return int(dataset.reduce(0, lambda count, _: count + 1))
 
 
 def worker_directory(out):
@@ -194,6 +244,19 @@ def train(settings: TrainSettings, out, examples=5, verbose="auto", log=print):
         # with a fixed number of steps per epoch, epochs may end anywhere in the data
         return data.repeat() if training and settings.steps_per_epoch else data
 
+    train_data = dataset(splits["train"], training=True)
+    validation_data = dataset(splits["validation"], training=False)
+    steps_per_epoch, validation_steps = settings.steps_per_epoch, None
+    if settings.strategy == "multi_worker":
+        # Workers share out whole batches, and each step waits for every worker: all must
+        # take the same number of steps, or one waits forever at the end of an epoch.
+        workers = worker_count()
+        if steps_per_epoch is None:
+            steps_per_epoch = max(1, batch_count(train_data) // workers)
+            train_data = train_data.repeat()
+        validation_steps = max(1, batch_count(validation_data) // workers)
+        validation_data = validation_data.repeat()
+
     report = {"run_dir": str(run.path), "epochs": settings.epochs}
     done = run.finished_epochs()
     if done >= settings.epochs and run.best_model.exists():
@@ -204,12 +267,13 @@ def train(settings: TrainSettings, out, examples=5, verbose="auto", log=print):
             compile_transformer(model, config.d_model, settings.warmup_steps,
                                 settings.learning_rate_scale, settings.label_smoothing,
                                 jit_compile=settings.jit_compile)
+            if settings.strategy == "multi_worker":
+                support_multi_worker(model, strategy)
         log(f"model: {settings.preset}, {model.count_params():,} parameters; "
             f"strategy {settings.strategy} ({strategy.num_replicas_in_sync} replicas)")
         began = time.perf_counter()
-        model.fit(dataset(splits["train"], training=True),
-                  validation_data=dataset(splits["validation"], training=False),
-                  epochs=settings.epochs, steps_per_epoch=settings.steps_per_epoch,
+        model.fit(train_data, validation_data=validation_data, epochs=settings.epochs,
+                  steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
                   shuffle=False,  # the dataset shuffles itself, with the run's seed
                   callbacks=callbacks(run, best_validation_loss(run)), verbose=verbose)
         report["train_seconds"] = round(time.perf_counter() - began, 1)
