@@ -9,10 +9,11 @@ from keras import ops
 def masked_softmax(scores, mask=None):
     """Softmax over the last axis where masked scores count as -inf.
 
-    Computed in float32 whatever the input dtype. Masked weights are exactly 0, every
-    row with at least one allowed key sums to 1, and a row with no allowed key (an
-    all-padding source) gives all-zero weights instead of NaN: the row max is taken
-    over allowed scores only and the normalizer is guarded, so no -inf - -inf or 0/0.
+    Computed in float32 whatever the input dtype. Masked scores are set to -inf, so their
+    weights are exp(-inf) = 0 exactly and every row with at least one allowed key sums
+    to 1. A row with no allowed key (an all-padding source) would be -inf - -inf = NaN:
+    such rows are softmaxed as zeros and then given all-zero weights. The softmax itself
+    is the backend's fused kernel (its gradient never touches the -inf scores).
 
     Args:
         scores: (..., T, S) attention logits.
@@ -23,14 +24,10 @@ def masked_softmax(scores, mask=None):
     scores = ops.cast(scores, "float32")
     if mask is None:
         return ops.softmax(scores, axis=-1)
-    mask = ops.broadcast_to(mask, ops.shape(scores))
-    scores = ops.where(mask, scores, float("-inf"))
-    row_max = ops.max(scores, axis=-1, keepdims=True)
     sees_a_key = ops.any(mask, axis=-1, keepdims=True)
-    row_max = ops.stop_gradient(ops.where(sees_a_key, row_max, 0.0))
-    exponentials = ops.exp(scores - row_max)  # exp(-inf) == 0 exactly
-    normalizer = ops.sum(exponentials, axis=-1, keepdims=True)
-    return exponentials / ops.where(normalizer > 0, normalizer, 1.0)
+    scores = ops.where(mask, scores, float("-inf"))
+    weights = ops.softmax(ops.where(sees_a_key, scores, 0.0), axis=-1)
+    return ops.where(sees_a_key, weights, 0.0)
 
 
 def scaled_dot_product_attention(query, key, value, mask=None, dropout=None,
