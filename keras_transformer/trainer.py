@@ -244,19 +244,6 @@ def train(settings: TrainSettings, out, examples=5, verbose="auto", log=print):
         # with a fixed number of steps per epoch, epochs may end anywhere in the data
         return data.repeat() if training and settings.steps_per_epoch else data
 
-    train_data = dataset(splits["train"], training=True)
-    validation_data = dataset(splits["validation"], training=False)
-    steps_per_epoch, validation_steps = settings.steps_per_epoch, None
-    if settings.strategy == "multi_worker":
-        # Workers share out whole batches, and each step waits for every worker: all must
-        # take the same number of steps, or one waits forever at the end of an epoch.
-        workers = worker_count()
-        if steps_per_epoch is None:
-            steps_per_epoch = max(1, batch_count(train_data) // workers)
-            train_data = train_data.repeat()
-        validation_steps = max(1, batch_count(validation_data) // workers)
-        validation_data = validation_data.repeat()
-
     report = {"run_dir": str(run.path), "epochs": settings.epochs}
     done = run.finished_epochs()
     if done >= settings.epochs and run.best_model.exists():
@@ -271,6 +258,18 @@ def train(settings: TrainSettings, out, examples=5, verbose="auto", log=print):
                 support_multi_worker(model, strategy)
         log(f"model: {settings.preset}, {model.count_params():,} parameters; "
             f"strategy {settings.strategy} ({strategy.num_replicas_in_sync} replicas)")
+        train_data = dataset(splits["train"], training=True)
+        validation_data = dataset(splits["validation"], training=False)
+        steps_per_epoch, validation_steps = settings.steps_per_epoch, None
+        if settings.strategy == "multi_worker":
+            # Workers share out whole batches, and each step waits for every worker: all must
+            # take the same number of steps, or one waits forever at the end of an epoch.
+            workers = worker_count()
+            if steps_per_epoch is None:
+                steps_per_epoch = max(1, batch_count(train_data) // workers)
+                train_data = train_data.repeat()
+            validation_steps = max(1, batch_count(validation_data) // workers)
+            validation_data = validation_data.repeat()
         began = time.perf_counter()
         model.fit(train_data, validation_data=validation_data, epochs=settings.epochs,
                   steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
