@@ -92,20 +92,28 @@ def build_hub(config, name="keras_hub"):
 
     TokenAndPositionEmbedding (learned positions) + dropout, post-norm TransformerEncoder /
     TransformerDecoder layers (normalize_first=False, epsilon as ours), padding masks passed
-    explicitly, logits from the target embedding matrix (tied, computed in float32 like ours).
+    explicitly, logits from the target embedding matrix (tied, computed in float32 like ours);
+    with `config.share_embeddings` one embedding layer serves both sides, as in ours.
     Returns the model and the layers decoding needs.
     """
     import keras_hub
-    if config.norm_position != "post" or config.share_embeddings or not config.tie_output_embeddings:
-        raise ValueError("the keras-hub twin mirrors post-norm, unshared, tied-output configs")
+    if config.norm_position != "post" or not config.tie_output_embeddings:
+        raise ValueError("the keras-hub twin mirrors post-norm, tied-output configs")
     d, heads, d_ff, eps = config.d_model, config.num_heads, config.d_ff, config.layer_norm_epsilon
     source = keras.Input((None,), dtype="int32", name="source_tokens")
     target = keras.Input((None,), dtype="int32", name="target_tokens")
     # tie_weights=True on both: an untied ReversibleEmbedding adds a (V, d) output matrix
-    source_embedding = keras_hub.layers.TokenAndPositionEmbedding(
-        config.source_vocab_size, config.max_length, d, tie_weights=True, name="source_embedding")
-    target_embedding = keras_hub.layers.TokenAndPositionEmbedding(
-        config.target_vocab_size, config.max_length, d, tie_weights=True, name="target_embedding")
+    if config.share_embeddings:  # one table (tokens and positions) for both sides, as ours
+        source_embedding = target_embedding = keras_hub.layers.TokenAndPositionEmbedding(
+            config.source_vocab_size, config.max_length, d, tie_weights=True,
+            name="shared_embedding")
+    else:
+        source_embedding = keras_hub.layers.TokenAndPositionEmbedding(
+            config.source_vocab_size, config.max_length, d, tie_weights=True,
+            name="source_embedding")
+        target_embedding = keras_hub.layers.TokenAndPositionEmbedding(
+            config.target_vocab_size, config.max_length, d, tie_weights=True,
+            name="target_embedding")
     target_embedding.token_embedding.reverse_dtype = "float32"  # logits in float32, as ours
     block = dict(intermediate_dim=d_ff, num_heads=heads, dropout=config.dropout,
                  layer_norm_epsilon=eps, normalize_first=False)
