@@ -56,9 +56,9 @@ def main(argv=None):
 
     from keras_transformer import export as ex
     from keras_transformer.run_dir import RunDir
-    from pipelines.readers import read_tsv
+    from pipelines.readers import load_pairs
 
-    pairs = read_tsv(RunDir(args.run_dir).split_file("test")).pairs
+    pairs = load_pairs(RunDir(args.run_dir).split_file("test"))[0]
     sentences = [source for source, _ in pairs][:args.sentences]
     sentences = sentences[:len(sentences) - len(sentences) % args.batch] or sentences
     batches = [sentences[i:i + args.batch] for i in range(0, len(sentences), args.batch)]

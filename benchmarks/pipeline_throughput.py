@@ -19,6 +19,7 @@ import tensorflow as tf  # noqa: E402
 
 from pipelines.batching import make_dataset, padding_fraction  # noqa: E402
 from pipelines.default_data import default_splits  # noqa: E402
+from pipelines.text_path import TextPath  # noqa: E402
 from pipelines.tokenizers import build_tokenizers  # noqa: E402
 
 
@@ -57,7 +58,7 @@ def main(argv=None):
           f"{platform.processor() or platform.machine()}")
     print(f"{'bucketing':<10} {'epoch':<7} {'seconds':>8} {'sentences/s':>12} {'tokens/s':>11} {'padding':>8}")
     for bucketing in (True, False):
-        dataset = make_dataset(pairs, *tokenizers, max_length=args.max_length, batch_tokens=args.batch_tokens,
+        dataset = make_dataset(pairs, TextPath(*tokenizers, args.max_length), batch_tokens=args.batch_tokens,
                                shuffle=True, seed=args.seed, bucketing=bucketing)
         first = timed_epoch(dataset)
         cached = statistics.median(timed_epoch(dataset) for _ in range(args.cached_epochs))

@@ -6,8 +6,8 @@
 `translate*.tflite` takes strings and returns strings; its tokenizer ops are tensorflow-text
 custom ops, registered from `tensorflow_text.tflite_registrar` (on Android/iOS: link the
 tensorflow-text TFLite ops library). `ids_*.tflite` uses TFLite builtin ops only: ids in
-([START]=2 ... [END]=3, 0-padded), ids out; tokenize on the app side with the vocabularies
-from the SavedModel's `assets/`.
+([START]=2 ... [END]=3, 0-padded), ids out; tokenize on the app side with the SentencePiece
+models from the SavedModel's `assets/` (they carry the normalization rules too).
 """
 
 import sys

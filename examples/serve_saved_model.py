@@ -5,13 +5,14 @@
 
 Only `tensorflow` and `tensorflow_text` are needed (the latter registers the tokenizer ops
 the graph uses). A runtime without tensorflow-text loads `VERSION/translate_ids/` instead:
-ids in, ids out, with the vocabularies in its `assets/`.
+ids in, ids out, with the SentencePiece models in its `assets/` (tokenize with the `sentencepiece`
+library: they carry the normalization rules too).
 """
 
 import sys
 
 import tensorflow as tf
-import tensorflow_text  # noqa: F401  (registers FastBertNormalize, FastWordpieceTokenize...)
+import tensorflow_text  # noqa: F401  (registers FastSentencepieceTokenize, NgramsStringJoin)
 
 path = sys.argv[1] if len(sys.argv) > 1 else "saved_models/en_es/1"
 sentences = sys.argv[2:] or ["The dog runs.", "Where is my cat?", "", "你好 🙂"]
@@ -31,5 +32,5 @@ for hypothesis, score in zip(beams["hypotheses"].numpy()[0], beams["scores"].num
 
 # Ids in, ids out (what translate_ids/ serves without tensorflow-text): [START]=2 ... [END]=3.
 print(model.signatures["translate_ids"](source_ids=tf.constant([[2, 5, 6, 3]]))["output_ids"])
-print("vocabularies:", model.source_vocab.asset_path.numpy().decode(),
-      model.target_vocab.asset_path.numpy().decode())
+print("tokenizers:", model.source_tokenizer.asset_path.numpy().decode(),
+      model.target_tokenizer.asset_path.numpy().decode())

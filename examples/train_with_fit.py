@@ -1,7 +1,7 @@
 """Train a translator with plain `model.fit`, in your own script.
 
-The pieces: `pipelines` gives tokenizers and tf.data batches, `keras_transformer` the model,
-the paper's loss and schedule; the rest is ordinary Keras.
+The pieces: `pipelines` gives SentencePiece tokenizers, the text path (framing) and tf.data
+batches, `keras_transformer` the model, the paper's loss and schedule; the rest is ordinary Keras.
 
     python examples/train_with_fit.py --epochs 10
 """
@@ -14,6 +14,7 @@ from keras_transformer import build_transformer, preset
 from keras_transformer.training import compile_transformer
 from keras_transformer.translator import Translator
 from pipelines import batching, default_data, tokenizers
+from pipelines.text_path import TextPath
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--epochs", type=int, default=10)
@@ -27,13 +28,12 @@ splits = default_data.default_splits(seed=0, train=args.train_size, validation=5
 source_tokenizer, target_tokenizer = tokenizers.build_tokenizers(splits["train"], vocab_size=1000)
 config = preset(args.preset, source_vocab_size=source_tokenizer.vocab_size,
                 target_vocab_size=target_tokenizer.vocab_size, dropout=0.0)
+text_path = TextPath(source_tokenizer, target_tokenizer, config.max_length)
 
 
 def batches(pairs, training):
     """((source, target_in), target_out) batches of about 2048 tokens, bucketed by length."""
-    return batching.make_dataset(pairs, source_tokenizer, target_tokenizer,
-                                 max_length=config.max_length, batch_tokens=2048,
-                                 shuffle=training, seed=0)
+    return batching.make_dataset(pairs, text_path, batch_tokens=2048, shuffle=training, seed=0)
 
 
 model = build_transformer(config)
@@ -43,7 +43,7 @@ model.fit(batches(splits["train"], True), validation_data=batches(splits["valida
           callbacks=[keras.callbacks.EarlyStopping(patience=3, restore_best_weights=True)])
 model.save(args.out)
 
-translator = Translator(model, source_tokenizer, target_tokenizer, config.max_length)
+translator = Translator(model, text_path)
 sources, references = zip(*splits["test"][:5])
 for source, reference, translation in zip(sources, references, translator.translate(sources)):
     print(f"{source}\n  model:     {translation}\n  reference: {reference}")

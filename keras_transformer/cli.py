@@ -39,14 +39,10 @@ def train(args):
     from keras_transformer.run_dir import IncompatibleRunError
     from keras_transformer.trainer import TrainSettings, train as run_training
 
-    settings = TrainSettings(
-        data=args.data, preset=args.preset, overrides=parse_overrides(args.set),
-        vocab_size=args.vocab_size, shared_vocab=args.shared_vocab,
-        batch_tokens=args.batch_tokens, warmup_steps=args.warmup_steps,
-        learning_rate_scale=args.learning_rate_scale, label_smoothing=args.label_smoothing,
-        seed=args.seed, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
-        jit_compile=args.jit_compile, mixed_precision=args.mixed_precision,
-        strategy=args.strategy)
+    # every TrainSettings field is an option of the same name (`overrides` is --set)
+    fields = {field.name for field in dataclasses.fields(TrainSettings)} - {"overrides"}
+    settings = TrainSettings(overrides=parse_overrides(args.set),
+                             **{name: getattr(args, name) for name in fields})
     try:
         run_training(settings, args.out, examples=args.examples)
     except (IncompatibleRunError, FileNotFoundError, ValueError) as error:
@@ -66,10 +62,19 @@ def search_options(args):
 
 
 def read_sentences(args):
+    """The sentences to translate: one per line of --file or standard input (split on "\n" only,
+    so every input line gets exactly one output line); bytes that are not UTF-8 become U+FFFD."""
     if args.sentences:
         return args.sentences
-    lines = open(args.file, encoding="utf-8") if args.file not in (None, "-") else sys.stdin
-    return [line.rstrip("\n") for line in lines]
+    if args.file not in (None, "-"):
+        with open(args.file, "rb") as file:
+            data = file.read()
+    else:
+        data = sys.stdin.buffer.read()
+    lines = data.split(b"\n")
+    if lines and not lines[-1]:  # the newline that ends the last line starts no new one
+        lines.pop()
+    return [line.rstrip(b"\r").decode("utf-8", errors="replace") for line in lines]
 
 
 def translate(args):
@@ -79,7 +84,7 @@ def translate(args):
     sentences = read_sentences(args)
     for translation in translator.translate(sentences, args.search, args.batch_size,
                                             **search_options(args)):
-        print(translation)
+        print(translation.replace("\n", " "))  # one line out per line in
     return 0
 
 
@@ -87,15 +92,16 @@ def evaluate(args):
     from keras_transformer.evaluation import score_translations
     from keras_transformer.run_dir import RunDir
     from keras_transformer.translator import load_translator
+    from pipelines.normalization import normalize
     from pipelines.readers import load_pairs
 
     run = RunDir(args.run_dir)
     translator = load_translator(run.path, jit_compile=args.jit_compile)
     data = args.data or str(run.split_file("test"))
-    result = load_pairs(data)
-    print(f"{data}: {result.summary()}")
-    sources = [source for source, _ in result.pairs]
-    references = [target for _, target in result.pairs]
+    pairs, report = load_pairs(data)
+    print(f"{data}: {report.summary()}")
+    sources = [source for source, _ in pairs]
+    references = [normalize(target) for _, target in pairs]  # as the outputs are
     hypotheses = translator.translate(sources, args.search, args.batch_size,
                                       **search_options(args))
     out = args.hypotheses or run.hypotheses
@@ -193,7 +199,19 @@ def build_parser():
     command.add_argument("--data", default=defaults.data,
                          help="'default' (the embedded English->Spanish dataset), a TSV "
                               "of source<TAB>target lines, or SOURCE_FILE,TARGET_FILE "
-                              "(line-aligned text files)")
+                              "(line-aligned text files); any size, read as a stream")
+    command.add_argument("--validation-data", default=None, metavar="DATA",
+                         help="your own validation set (TSV or SOURCE,TARGET); default: "
+                              "held out of --data by a hash of each source sentence")
+    command.add_argument("--test-data", default=None, metavar="DATA",
+                         help="your own test set (TSV or SOURCE,TARGET); default: held out "
+                              "of --data")
+    command.add_argument("--max-bad-fraction", type=float, default=defaults.max_bad_fraction,
+                         help="malformed lines (not UTF-8, no tab, an empty side) are "
+                              "skipped and reported; stop if more than this fraction")
+    command.add_argument("--vocab-sample", type=int, default=defaults.vocab_sample,
+                         help="training pairs (a uniform sample) the vocabularies are learned "
+                              "from")
     command.add_argument("--preset", choices=sorted(PRESETS), default=defaults.preset,
                          help="model size")
     command.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -206,7 +224,7 @@ def build_parser():
     command.add_argument("--batch-tokens", type=int, default=defaults.batch_tokens,
                          help="batch size in tokens (sentences are bucketed by length)")
     command.add_argument("--vocab-size", type=int, default=defaults.vocab_size,
-                         help="WordPiece vocabulary size per language")
+                         help="SentencePiece vocabulary size per language (or shared)")
     command.add_argument("--shared-vocab", action="store_true",
                          help="one vocabulary for both languages")
     command.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps,

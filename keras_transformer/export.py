@@ -3,7 +3,7 @@
     OUT/                          TensorFlow Serving's --model_base_path
       1/                          version 1: SavedModel (TensorFlow + tensorflow-text ops)
         saved_model.pb
-        assets/                   source_vocab.txt, target_vocab.txt
+        assets/                   source.spm, target.spm (SentencePiece models)
         translate_ids/            SavedModel of the ids signature alone: core TensorFlow ops
         tflite/
           translate.tflite            strings -> strings (tensorflow-text custom ops)
@@ -31,15 +31,16 @@ even to call `translate_ids` (TensorFlow Serving links them; a plain TensorFlow 
 `import tensorflow_text`). `translate_ids/` holds that signature alone (also as
 serving_default) for a runtime without tensorflow-text.
 
-Every signature and .tflite file gives a defined answer, never an error, for:
-    - "" or whitespace only (no token between [START] and [END]): "" (output ids all 0);
+Strings go through the model's `TextPath` (normalize, tokenize, frame; detokenize), the same as
+in training and in `Translator`. Every signature and .tflite file gives a defined answer, never an
+error, for:
+    - "" or whitespace only, or only characters normalization drops (no piece between [START]
+      and [END]): "" (output ids all 0);
     - a sentence longer than `max_length` tokens: truncated to its first max_length - 2
-      WordPiece tokens between [START] and [END], as in training; outputs stop after
-      `max_length` tokens;
-    - unknown characters or scripts: each unknown word is one [UNK] token;
-    - invalid UTF-8: the SavedModel replaces invalid bytes with U+FFFD before tokenizing;
-      the TFLite string model cannot (UnicodeTranscode is no TFLite builtin) and hands the
-      bytes to the tokenizer, which reads such a word as [UNK] too: same ids, same answer;
+      pieces between [START] and [END], as in training; outputs stop after `max_length` tokens;
+    - characters the vocabulary lacks: each is an [UNK] piece;
+    - invalid UTF-8: each invalid byte reads as U+FFFD, an [UNK] piece (in the SavedModel and
+      in TFLite alike: SentencePiece's normalizer does it, no repair op is needed);
     - ids outside the vocabulary (translate_ids): read as [UNK]; columns beyond
       max_length are dropped;
     - an empty batch: an empty batch.
@@ -69,10 +70,10 @@ from tensorflow.python.framework.convert_to_constants import convert_variables_t
 from keras_transformer import decoding
 from keras_transformer.model import TransformerParts
 from keras_transformer.run_dir import RunDir
-from pipelines.tokenizers import END_ID, PAD_ID, START_ID, UNK_ID, SubwordTokenizer
+from pipelines.tokenizers import END_ID, START_ID, UNK_ID
 
-SOURCE_VOCAB_ASSET = "source_vocab.txt"
-TARGET_VOCAB_ASSET = "target_vocab.txt"
+SOURCE_TOKENIZER_ASSET = "source.spm"
+TARGET_TOKENIZER_ASSET = "target.spm"
 IDS_SAVED_MODEL = "translate_ids"
 TFLITE_FOLDER = "tflite"
 MANIFEST = "export.json"
@@ -147,13 +148,6 @@ def _clean_source(source_ids, vocab_size, max_length):
     return tf.where(outside, UNK_ID, source_ids)
 
 
-def _has_words(source_ids):
-    """(B, S) -> (B,) bool: some token besides [PAD], [START] and [END]."""
-    reserved = tf.logical_or(tf.logical_or(source_ids == PAD_ID, source_ids == START_ID),
-                             source_ids == END_ID)
-    return tf.reduce_any(tf.logical_not(reserved), axis=1)
-
-
 def _freeze(function, spec):
     """A tf.function over ids, traced once and frozen: its variables become constants."""
     traced = tf.function(function, input_signature=[spec], autograph=False)
@@ -173,44 +167,39 @@ IDS_SPEC = tf.TensorSpec([None, None], tf.int32, name="source_ids")
 
 
 class TranslationModule(tf.Module):
-    """The serving module: frozen greedy and beam decoders over ids, and the string functions
-    (UTF-8 repair, normalize, tokenize, decode, detokenize) around them.
+    """The serving module: frozen greedy and beam decoders over ids, and the model's `TextPath`
+    (normalize, tokenize, frame; detokenize) around them.
 
     Args:
         model: a trained `build_transformer` model.
-        source_tokenizer, target_tokenizer: `pipelines.tokenizers.SubwordTokenizer`s.
-        max_length: source tokens kept (with [START] and [END]) and output tokens made.
+        text_path: its `pipelines.text_path.TextPath`; its max_length bounds the source tokens
+            kept (with [START] and [END]) and the output tokens made.
         beam_size, alpha: of the `beam_search` signature (GNMT length penalty exponent).
         jit_compile: compile decoding with XLA. Sources are then padded to `max_length`, so
             one compilation serves every sentence length (XLA compiles once per batch size).
     """
 
-    def __init__(self, model, source_tokenizer, target_tokenizer, max_length, beam_size=4,
-                 alpha=0.6, jit_compile=False):
+    def __init__(self, model, text_path, beam_size=4, alpha=0.6, jit_compile=False):
         super().__init__(name="translation")
-        if max_length < 3:
-            raise ExportError(f"max_length must leave room for [START], a token and [END], "
-                              f"got {max_length}")
         if beam_size < 1:
             raise ExportError(f"beam_size must be positive, got {beam_size}")
-        self.max_length, self.beam_size = int(max_length), int(beam_size)
+        self.text_path = text_path
+        self.max_length, self.beam_size = text_path.max_length, int(beam_size)
         self.alpha, self.jit_compile = float(alpha), bool(jit_compile)
-        self.source_tokenizer, self.target_tokenizer = source_tokenizer, target_tokenizer
         parts = TransformerParts(model)
         vocab_size = parts.source_embedding.vocab_size
 
         def greedy(source_ids):
             source_ids = _clean_source(source_ids, vocab_size, self.max_length)
             output = decoding.greedy_decode(parts, source_ids, self.max_length)
-            return tf.where(_has_words(source_ids)[:, None], output, PAD_ID)
+            return text_path.answer_ids(source_ids, output)
 
         def beam(source_ids):
             source_ids = _clean_source(source_ids, vocab_size, self.max_length)
             tokens, scores, _ = decoding.beam_search(parts, source_ids, self.max_length,
                                                      self.beam_size, self.alpha)
-            has_words = _has_words(source_ids)
-            return (tf.where(has_words[:, None, None], tokens, PAD_ID),
-                    tf.where(has_words[:, None], scores, 0.0))
+            return (text_path.answer_ids(source_ids, tokens),
+                    tf.where(text_path.has_words(source_ids)[:, None], scores, 0.0))
 
         # Frozen once; every signature and TFLite file runs these graphs.
         self._frozen_greedy = _freeze(greedy, IDS_SPEC)
@@ -252,32 +241,16 @@ class TranslationModule(tf.Module):
             return self._xla_beam(self._pad(source_ids))
         return self._beam(source_ids)
 
-    # strings -> ids -> strings
-    def source_ids(self, sentences, repair_utf8=True):
-        """(B,) strings -> (B, S) int32 [START] pieces [END], 0-padded, S <= max_length."""
-        if repair_utf8:
-            sentences = tf.strings.unicode_transcode(sentences, "UTF-8", "UTF-8",
-                                                     errors="replace")
-        pieces = self.source_tokenizer.tokenize(sentences)
-        keep = self.max_length - 2
-        # dense first, then slice: slicing the ragged tensor emits RaggedRange (no TFLite kernel)
-        dense = pieces.to_tensor(PAD_ID)[:, :keep]
-        lengths = tf.cast(tf.minimum(pieces.row_lengths(), keep), tf.int32)
-        batch = tf.shape(dense)[0]
-        ids = tf.concat([tf.fill([batch, 1], START_ID), dense,
-                         tf.zeros([batch, 1], tf.int32)], axis=1)
-        positions = tf.range(tf.shape(ids)[1])
-        return tf.where(positions[None, :] == lengths[:, None] + 1, END_ID, ids)
-
+    # strings -> ids -> strings, through the model's one text path
     def _translate(self, sentences):
-        output = self._serving_greedy(self.source_ids(sentences))
-        return {"translations": self.target_tokenizer.detokenize(output)}
+        output = self._serving_greedy(self.text_path.source_ids(sentences))
+        return {"translations": self.text_path.translations(output)}
 
     def _beam_search(self, sentences):
-        tokens, scores = self._serving_beam(self.source_ids(sentences))
+        tokens, scores = self._serving_beam(self.text_path.source_ids(sentences))
         batch = tf.shape(tokens)[0]
         flat = tf.reshape(tokens, [batch * self.beam_size, self.max_length])
-        hypotheses = tf.reshape(self.target_tokenizer.detokenize(flat),
+        hypotheses = tf.reshape(self.text_path.translations(flat),
                                 [batch, self.beam_size])
         return {"translations": hypotheses[:, 0], "hypotheses": hypotheses, "scores": scores}
 
@@ -297,12 +270,11 @@ class TranslationModule(tf.Module):
         return module
 
     def tflite_function(self, kind):
-        """The function TFLite converts: "strings" (without the UTF-8 repair, which has no
-        TFLite kernel) or "ids"; never XLA."""
+        """The function TFLite converts: "strings" or "ids"; never XLA."""
         if kind == "strings":
             return tf.function(
-                lambda sentences: {"translations": self.target_tokenizer.detokenize(
-                    self._greedy(self.source_ids(sentences, repair_utf8=False)))},
+                lambda sentences: {"translations": self.text_path.translations(
+                    self._greedy(self.text_path.source_ids(sentences)))},
                 input_signature=[STRINGS_SPEC], autograph=False)
         return tf.function(lambda source_ids: {"output_ids": self._greedy(source_ids)},
                            input_signature=[IDS_SPEC], autograph=False)
@@ -470,15 +442,16 @@ def _write_tflite(module, folder, variants, check=True):
     return artifacts
 
 
-def _save(module, directory, signatures, source_tokenizer, target_tokenizer):
-    """tf.saved_model.save with both vocabularies as assets (`assets/`, and on the loaded
-    object as `.source_vocab.asset_path` / `.target_vocab.asset_path`)."""
-    with tempfile.TemporaryDirectory() as vocab_folder:
+def _save(module, directory, signatures, text_path):
+    """tf.saved_model.save with both SentencePiece models as assets (`assets/`, and on the loaded
+    object as `.source_tokenizer.asset_path` / `.target_tokenizer.asset_path`): an app that
+    tokenizes itself (the ids signature) uses them with the `sentencepiece` library."""
+    with tempfile.TemporaryDirectory() as folder:
         for name, tokenizer, attribute in (
-                (SOURCE_VOCAB_ASSET, source_tokenizer, "source_vocab"),
-                (TARGET_VOCAB_ASSET, target_tokenizer, "target_vocab")):
-            tokenizer.save(Path(vocab_folder) / name)
-            setattr(module, attribute, tf.saved_model.Asset(str(Path(vocab_folder) / name)))
+                (SOURCE_TOKENIZER_ASSET, text_path.source_tokenizer, "source_tokenizer"),
+                (TARGET_TOKENIZER_ASSET, text_path.target_tokenizer, "target_tokenizer")):
+            tokenizer.save(Path(folder) / name)
+            setattr(module, attribute, tf.saved_model.Asset(str(Path(folder) / name)))
         tf.saved_model.save(module, str(directory), signatures=signatures)
 
 
@@ -539,15 +512,15 @@ def _publish(staging, base, version):
             _check_version(base, version)
 
 
-def export(model, source_tokenizer, target_tokenizer, directory, max_length, *, version=None,
-           jit_compile=False, beam_size=4, alpha=0.6, tflite=tuple(TFLITE_VARIANTS),
+def export(model, text_path, directory, *, version=None, jit_compile=False, beam_size=4, alpha=0.6, tflite=tuple(TFLITE_VARIANTS),
            metadata=None) -> ExportResult:
     """Writes a new version of the SavedModel under `directory`, with the core-TensorFlow
     `translate_ids/` SavedModel and the TFLite files `tflite` (names of TFLITE_VARIANTS; ()
     for none) inside it. See this module's docstring for the layout and signatures.
 
-    Sources longer than `max_length` tokens are truncated to their first max_length - 2
-    tokens (plus [START] and [END]); outputs stop after `max_length` tokens.
+    `text_path` is the model's `TextPath` (tokenizers and max_length). Sources longer than
+    max_length tokens are truncated to their first max_length - 2 tokens (plus [START] and
+    [END]); outputs stop after max_length tokens.
 
     Args:
         version: the version number; default the next one. An existing version is an
@@ -559,17 +532,16 @@ def export(model, source_tokenizer, target_tokenizer, directory, max_length, *, 
     """
     base = Path(directory)
     _check_options(base, version, tflite)
-    module = TranslationModule(model, source_tokenizer, target_tokenizer, max_length,
-                               beam_size, alpha, jit_compile)
+    module = TranslationModule(model, text_path, beam_size, alpha, jit_compile)
     base.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=base))  # non-numeric: unserved
     try:
-        _save(module, staging, module.signatures(), source_tokenizer, target_tokenizer)
+        _save(module, staging, module.signatures(), text_path)
         ids_module = module.ids_module()
         ids_function = ids_module.translate_ids.get_concrete_function()
         _save(ids_module, staging / IDS_SAVED_MODEL,
               {"serving_default": ids_function, "translate_ids": ids_function},
-              source_tokenizer, target_tokenizer)
+              text_path)
         signature_ops = saved_model_extra_ops(staging)
         artifacts = [Artifact(path, "saved_model", _saved_model_size(path),
                               tuple(sorted(set().union(*ops.values()))))
@@ -580,8 +552,8 @@ def export(model, source_tokenizer, target_tokenizer, directory, max_length, *, 
         manifest = {
             "max_length": module.max_length, "beam_size": module.beam_size,
             "alpha": module.alpha, "jit_compile": module.jit_compile,
-            "source_vocab_size": source_tokenizer.vocab_size,
-            "target_vocab_size": target_tokenizer.vocab_size,
+            "source_vocab_size": text_path.source_tokenizer.vocab_size,
+            "target_vocab_size": text_path.target_tokenizer.vocab_size,
             "signatures": {key: {"extra_ops": list(ops)} for key, ops in signature_ops.items()},
             "artifacts": {str(a.path.relative_to(staging)) or ".":
                           {"kind": a.kind, "bytes": a.size, "extra_ops": list(a.extra_ops)}
@@ -597,46 +569,26 @@ def export(model, source_tokenizer, target_tokenizer, directory, max_length, *, 
         for a in artifacts])
 
 
-def export_saved_model(model, source_tokenizer, target_tokenizer, directory, max_length,
-                       jit_compile=False, **options) -> Path:
+def export_saved_model(model, text_path, directory, jit_compile=False, **options) -> Path:
     """The SavedModels only (no TFLite), as a new version under `directory`; returns the
     version folder. `options`: version, beam_size, alpha, metadata (see `export`)."""
-    return export(model, source_tokenizer, target_tokenizer, directory, max_length,
-                  jit_compile=jit_compile, tflite=(), **options).version_dir
+    return export(model, text_path, directory, jit_compile=jit_compile, tflite=(),
+                  **options).version_dir
 
 
-def export_tflite(model, source_tokenizer, target_tokenizer, directory, max_length,
-                  variants=tuple(TFLITE_VARIANTS)) -> list:
+def export_tflite(model, text_path, directory, variants=tuple(TFLITE_VARIANTS)) -> list:
     """The TFLite files `variants` (TFLITE_VARIANTS names) written to `directory` as
     VARIANT.tflite, unversioned; returns their Artifacts."""
-    module = TranslationModule(model, source_tokenizer, target_tokenizer, max_length)
-    return _write_tflite(module, directory, variants)
-
-
-def load_run(run_dir):
-    """(model, source_tokenizer, target_tokenizer, config) of a trained run directory."""
-    import keras
-
-    run = RunDir(run_dir)
-    run.require_trained()
-    for path in (run.config_file, run.source_vocab, run.target_vocab):
-        if not path.exists():
-            raise FileNotFoundError(f"{run.path} is incomplete: {path.name} is missing")
-    config = run.load_config()
-    # compile=False: inference needs no optimizer (nor training's learning-rate schedule)
-    model = keras.models.load_model(run.best_model, compile=False)
-    return (model, SubwordTokenizer.load(run.source_vocab),
-            SubwordTokenizer.load(run.target_vocab), config)
+    return _write_tflite(TranslationModule(model, text_path), directory, variants)
 
 
 def export_run(run_dir, out, **options) -> ExportResult:
     """Exports the best model of a trained run directory as a new version under `out`.
 
-    `options` as for `export`; max_length is the run's.
+    `options` as for `export`; the text path (tokenizers, max_length) is the run's.
     """
     _check_options(Path(out), options.get("version"),
                    options.get("tflite", tuple(TFLITE_VARIANTS)))  # before the slow part
-    model, source_tokenizer, target_tokenizer, config = load_run(run_dir)
+    model, text_path, _ = RunDir(run_dir).load_trained()
     metadata = {"run_dir": str(Path(run_dir).resolve()), **options.pop("metadata", {})}
-    return export(model, source_tokenizer, target_tokenizer, out, config.max_length,
-                  metadata=metadata, **options)
+    return export(model, text_path, out, metadata=metadata, **options)

@@ -4,9 +4,9 @@
       config.json           the model's TransformerConfig
       settings.json         the training settings that must match to resume the run
       status.json           epochs finished once training completed
-      source_vocab.txt      WordPiece vocabularies, one token per line
-      target_vocab.txt
-      data/{train,validation,test}.tsv   the splits the run used
+      source.spm            SentencePiece models (vocabulary and normalization rules)
+      target.spm
+      data/{train,validation,test}.tsv   the splits the run used, cleaned
       best.keras            the model with the lowest validation loss
       backup/               BackupAndRestore state while training runs
       history.csv           one row per epoch
@@ -33,8 +33,8 @@ class RunDir:
     config_file = property(lambda self: self.path / "config.json")
     settings_file = property(lambda self: self.path / "settings.json")
     status_file = property(lambda self: self.path / "status.json")
-    source_vocab = property(lambda self: self.path / "source_vocab.txt")
-    target_vocab = property(lambda self: self.path / "target_vocab.txt")
+    source_tokenizer = property(lambda self: self.path / "source.spm")
+    target_tokenizer = property(lambda self: self.path / "target.spm")
     best_model = property(lambda self: self.path / "best.keras")
     backup = property(lambda self: self.path / "backup")
     history = property(lambda self: self.path / "history.csv")
@@ -60,6 +60,24 @@ class RunDir:
                 f"{self.path} holds no trained model ({self.best_model.name} is missing); "
                 "train one with `python -m keras_transformer train --out "
                 f"{self.path}`")
+
+    def load_trained(self):
+        """(model, text_path, config) of the best model: inference only, no optimizer."""
+        import keras
+
+        from pipelines.text_path import TextPath
+        from pipelines.tokenizers import SentencePieceTokenizer
+
+        self.require_trained()
+        for path in (self.config_file, self.source_tokenizer, self.target_tokenizer):
+            if not path.exists():
+                raise FileNotFoundError(f"{self.path} is incomplete: {path.name} is missing (a run "
+                                        "of an older version of this package: train it again)")
+        config = self.load_config()
+        model = keras.models.load_model(self.best_model, compile=False)
+        text_path = TextPath(SentencePieceTokenizer.load(self.source_tokenizer),
+                             SentencePieceTokenizer.load(self.target_tokenizer), config.max_length)
+        return model, text_path, config
 
     def save_config(self, config: TransformerConfig):
         self.config_file.write_text(config.to_json())

@@ -6,7 +6,6 @@ last finished epoch (BackupAndRestore) and ends after the same number of epochs.
 """
 
 import dataclasses
-import random
 import time
 
 import keras
@@ -18,13 +17,26 @@ from keras_transformer.training import compile_transformer
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 MIXED_PRECISION = {"bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+# Splits of at most this many pairs are tokenized once and cached in memory (and shuffled whole
+# each epoch); larger ones stream from disk every epoch, shuffled in a bounded buffer.
+CACHED_PAIRS = 200_000
 
 
 @dataclasses.dataclass
 class TrainSettings:
-    """What a run is made of. All fields but `epochs` must match to resume a run."""
+    """What a run is made of. All fields but `epochs` must match to resume a run.
+
+    `data`, `validation_data`, `test_data`: "default" (the embedded dataset, for `data`), a TSV or
+    "SOURCE,TARGET" aligned files; held-out splits not given are carved out of `data`.
+    `max_bad_fraction`: malformed lines tolerated (skipped and reported) before the job stops.
+    `vocab_sample`: training pairs (a uniform sample) the vocabularies are learned from.
+    """
 
     data: str = "default"
+    validation_data: str | None = None
+    test_data: str | None = None
+    max_bad_fraction: float = 0.05
+    vocab_sample: int = 100_000
     preset: str = "small"
     overrides: dict = dataclasses.field(default_factory=dict)
     vocab_size: int = 1000
@@ -139,56 +151,65 @@ def worker_directory(out):
     return out.with_name(f"{out.name}.worker{_tf_config().get('task', {}).get('index', 0)}")
 
 
-def load_splits(settings, run, log):
-    """The run's train/validation/test pairs: read back when resuming, else made and saved."""
-    from pipelines import default_data, readers
+def prepare_data(settings, run, log):
+    """The run's cleaned splits (data/{train,validation,test}.tsv) and their sizes, plus a sample of
+    the training pairs to learn the vocabulary from (None when resuming: the files exist)."""
+    from pipelines import corpus, default_data, readers
 
-    if all(run.split_file(split).exists() for split in SPLITS):
-        return {split: readers.read_tsv(run.split_file(split)).pairs for split in SPLITS}
+    files = {split: run.split_file(split) for split in SPLITS}
+    if all(path.exists() for path in files.values()):
+        return {split: readers.count_lines(path) for split, path in files.items()}, None
     if settings.data == "default":
         splits = default_data.default_splits(seed=settings.seed)
+        default_data.write_splits(splits, run.data)
         log(f"data: the embedded English -> Spanish dataset (seed {settings.seed})")
-    else:
-        result = readers.load_pairs(settings.data)
-        log(f"data: {settings.data}: {result.summary()}")
-        splits = split_pairs(result.pairs, settings.seed)
-    default_data.write_splits(splits, run.data)
-    return splits
+        return {split: len(pairs) for split, pairs in splits.items()}, splits["train"]
+    prepared = corpus.prepare_corpus(
+        settings.data, run.data, validation=settings.validation_data, test=settings.test_data,
+        seed=settings.seed, sample_size=settings.vocab_sample,
+        max_bad_fraction=settings.max_bad_fraction, log=log)
+    return prepared.sizes, prepared.sample
 
 
-def split_pairs(pairs, seed, held_out=0.05, max_held_out=2000):
-    """Shuffle with `seed` into train/validation/test; a source sentence (with all its
-    translations) lands in one split only."""
-    by_source = {}
-    for source, target in pairs:
-        by_source.setdefault(source, []).append((source, target))
-    sources = sorted(by_source)
-    random.Random(seed).shuffle(sources)
-    size = max(1, min(max_held_out, int(len(sources) * held_out)))
-    if len(sources) < 3 * size:
-        raise ValueError(f"too little data to split: {len(sources)} distinct sources")
-    groups = {"validation": sources[:size], "test": sources[size:2 * size],
-              "train": sources[2 * size:]}
-    return {split: [pair for source in groups[split] for pair in by_source[source]]
-            for split in SPLITS}
-
-
-def load_tokenizers(settings, run, train_pairs):
-    """The run's tokenizers: loaded when resuming, else learned from the training split."""
+def load_tokenizers(settings, run, sample, log):
+    """The run's tokenizers: loaded when resuming, else learned from the sample of training pairs."""
     from pipelines import tokenizers
 
-    if run.source_vocab.exists() and run.target_vocab.exists():
-        return (tokenizers.SubwordTokenizer.load(run.source_vocab),
-                tokenizers.SubwordTokenizer.load(run.target_vocab))
-    source, target = tokenizers.build_tokenizers(train_pairs, settings.vocab_size,
+    if run.source_tokenizer.exists() and run.target_tokenizer.exists():
+        return (tokenizers.SentencePieceTokenizer.load(run.source_tokenizer),
+                tokenizers.SentencePieceTokenizer.load(run.target_tokenizer))
+    if sample is None:
+        raise FileNotFoundError(f"{run.path} holds its data but no tokenizers; use a new --out")
+    began = time.perf_counter()
+    log(f"learning {'a shared' if settings.shared_vocab else 'source and target'} SentencePiece "
+        f"vocabular{'y' if settings.shared_vocab else 'ies'} of {settings.vocab_size} pieces "
+        f"from {len(sample):,} pairs ...")
+    source, target = tokenizers.build_tokenizers(sample, settings.vocab_size,
                                                  shared=settings.shared_vocab)
-    source.save(run.source_vocab)
-    target.save(run.target_vocab)
+    log(f"  learned in {time.perf_counter() - began:.1f} s")
+    source.save(run.source_tokenizer)
+    target.save(run.target_tokenizer)
     return source, target
 
 
-def callbacks(run, best_val_loss):
+class FirstStepTime(keras.callbacks.Callback):
+    """Logs once how long the job took to finish its first training step (data preparation,
+    vocabulary learning, graph tracing and the step itself): what a user waits before training."""
+
+    def __init__(self, began, log):
+        super().__init__()
+        self.began, self.log, self.done = began, log, False
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self.done:
+            self.done = True
+            self.log(f"first training step done {time.perf_counter() - self.began:.1f} s after "
+                     "the job started")
+
+
+def callbacks(run, best_val_loss, began, log):
     return [
+        FirstStepTime(began, log),
         keras.callbacks.BackupAndRestore(str(run.backup), double_checkpoint=True),
         keras.callbacks.ModelCheckpoint(str(run.best_model), monitor="val_loss",
                                         save_best_only=True,
@@ -213,8 +234,11 @@ def train(settings: TrainSettings, out, examples=5, verbose="auto", log=print):
     """Train (or resume, or just report on) the run in `out`; returns the report as a dict."""
     from keras_transformer.evaluation import exact_match
     from keras_transformer.translator import Translator
-    from pipelines import batching
+    from pipelines import batching, readers
+    from pipelines.normalization import normalize
+    from pipelines.text_path import TextPath
 
+    job_began = time.perf_counter()
     # first, before any TensorFlow op: multi-worker collectives are configured at startup
     strategy = distribution_strategy(settings.strategy)
     run = RunDir(out if is_chief(settings.strategy) else worker_directory(out))
@@ -224,23 +248,30 @@ def train(settings: TrainSettings, out, examples=5, verbose="auto", log=print):
     keras.utils.set_random_seed(settings.seed)
     keras.config.set_dtype_policy(MIXED_PRECISION.get(settings.mixed_precision, "float32"))
 
-    splits = load_splits(settings, run, log)
-    source_tokenizer, target_tokenizer = load_tokenizers(settings, run, splits["train"])
+    sizes, sample = prepare_data(settings, run, log)
+    source_tokenizer, target_tokenizer = load_tokenizers(settings, run, sample, log)
     config = preset(settings.preset, **{
         "source_vocab_size": source_tokenizer.vocab_size,
         "target_vocab_size": target_tokenizer.vocab_size, **settings.overrides})
     run.save_config(config)
-    log(f"pairs: train {len(splits['train'])}, validation {len(splits['validation'])}, "
-        f"test {len(splits['test'])}; vocabulary: source {source_tokenizer.vocab_size}, "
+    text_path = TextPath(source_tokenizer, target_tokenizer, config.max_length)
+    log(f"pairs: train {sizes['train']:,}, validation {sizes['validation']:,}, "
+        f"test {sizes['test']:,}; vocabulary: source {source_tokenizer.vocab_size}, "
         f"target {target_tokenizer.vocab_size}")
+    if sample:
+        truncated = batching.count_truncated(sample, text_path)
+        if truncated:
+            log(f"  {truncated / len(sample):.1%} of the training pairs are longer than "
+                f"max_length={config.max_length} pieces and will be truncated")
 
-    def dataset(pairs, training):
+    def dataset(split, training):
         # XLA compiles once per batch shape: pad to a few fixed shapes, drop ragged remainders
         fixed = settings.jit_compile
         data = batching.make_dataset(
-            pairs, source_tokenizer, target_tokenizer, max_length=config.max_length,
-            batch_tokens=settings.batch_tokens, shuffle=training, seed=settings.seed,
-            pad_to_bucket=fixed, drop_remainder=fixed and training)
+            run.split_file(split), text_path, batch_tokens=settings.batch_tokens,
+            shuffle=training, seed=settings.seed, pad_to_bucket=fixed,
+            drop_remainder=fixed and training, cache=sizes[split] <= CACHED_PAIRS,
+            shuffle_buffer=min(sizes[split], batching.STREAM_SHUFFLE_BUFFER) or None)
         # with a fixed number of steps per epoch, epochs may end anywhere in the data
         return data.repeat() if training and settings.steps_per_epoch else data
 
@@ -258,8 +289,8 @@ def train(settings: TrainSettings, out, examples=5, verbose="auto", log=print):
                 support_multi_worker(model, strategy)
         log(f"model: {settings.preset}, {model.count_params():,} parameters; "
             f"strategy {settings.strategy} ({strategy.num_replicas_in_sync} replicas)")
-        train_data = dataset(splits["train"], training=True)
-        validation_data = dataset(splits["validation"], training=False)
+        train_data = dataset("train", training=True)
+        validation_data = dataset("validation", training=False)
         steps_per_epoch, validation_steps = settings.steps_per_epoch, None
         if settings.strategy == "multi_worker":
             # Workers share out whole batches, and each step waits for every worker: all must
@@ -274,7 +305,8 @@ def train(settings: TrainSettings, out, examples=5, verbose="auto", log=print):
         model.fit(train_data, validation_data=validation_data, epochs=settings.epochs,
                   steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
                   shuffle=False,  # the dataset shuffles itself, with the run's seed
-                  callbacks=callbacks(run, best_validation_loss(run)), verbose=verbose)
+                  callbacks=callbacks(run, best_validation_loss(run), job_began, log),
+                  verbose=verbose)
         report["train_seconds"] = round(time.perf_counter() - began, 1)
         log(f"trained in {report['train_seconds']:.0f} s")
         if model.stop_training:  # TerminateOnNaN
@@ -282,9 +314,10 @@ def train(settings: TrainSettings, out, examples=5, verbose="auto", log=print):
         run.mark_finished(settings.epochs)
 
     model = keras.models.load_model(run.best_model, compile=False)
-    translator = Translator(model, source_tokenizer, target_tokenizer, config.max_length)
-    test_sources = [source for source, _ in splits["test"]]
-    references = [target for _, target in splits["test"]]
+    translator = Translator(model, text_path)
+    test_pairs, _ = readers.load_pairs(run.split_file("test"))
+    test_sources = [source for source, _ in test_pairs]
+    references = [normalize(target) for _, target in test_pairs]
     began = time.perf_counter()
     hypotheses = translator.translate(test_sources)
     log(f"translated {len(test_sources)} test sentences in "

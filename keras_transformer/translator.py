@@ -3,7 +3,6 @@
 TensorFlow-only (the tokenizers are tensorflow-text ops); imported where it is used.
 """
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -15,31 +14,26 @@ SEARCHES = ("greedy", "beam", "sample")
 
 
 class Translator:
-    """Translates lists of sentences with a trained model and its two tokenizers.
+    """Translates lists of sentences with a trained model and its `TextPath`.
 
-    Sources are wrapped as [START] tokens [END] and truncated to `max_length` tokens,
-    as in training; outputs stop at [END] or after `max_length` tokens. Each search is
-    traced once as a `tf.function` over (B, S) int32 ids (optionally XLA-compiled).
+    Sources are normalized, tokenized, framed as [START] pieces [END] and truncated to
+    `max_length` tokens, as in training; outputs stop at [END] or after `max_length` tokens.
+    A source with no piece (empty, or spaces) gives "". Each search is traced once as a
+    `tf.function` over (B, S) int32 ids (optionally XLA-compiled).
     """
 
-    def __init__(self, model, source_tokenizer, target_tokenizer, max_length,
-                 jit_compile=False):
+    def __init__(self, model, text_path, jit_compile=False):
         self.parts = TransformerParts(model)
-        self.source_tokenizer = source_tokenizer
-        self.target_tokenizer = target_tokenizer
-        self.max_length = max_length
+        self.text_path = text_path
+        self.source_tokenizer = text_path.source_tokenizer
+        self.target_tokenizer = text_path.target_tokenizer
+        self.max_length = text_path.max_length
         self.jit_compile = jit_compile
         self._traced = {}
 
     def source_ids(self, sentences):
         """list[str] -> (B, S) int32 [START] ids [END], padded with 0."""
-        pieces = self.source_tokenizer.tokenize(tf.constant(sentences, tf.string))
-        pieces = pieces[:, : self.max_length - 2]
-        batch = pieces.nrows()
-        start = tf.fill([batch, 1], decoding.START_ID)
-        end = tf.fill([batch, 1], decoding.END_ID)
-        wrapped = tf.concat([start, tf.cast(pieces, tf.int32), end], axis=1)
-        return wrapped.to_tensor(0)
+        return self.text_path.source_ids(tf.constant(sentences, tf.string))
 
     def _search(self, search, **options):
         key = (search, tuple(sorted(options.items())))
@@ -70,17 +64,16 @@ class Translator:
         sentences = list(sentences)
         if not sentences:
             return []
-        lengths = self.source_tokenizer.tokenize(tf.constant(sentences)).row_lengths().numpy()
+        lengths = self.text_path.source_lengths(tf.constant(sentences)).numpy()
         order = np.argsort(lengths, kind="stable")
         translations = [None] * len(sentences)
         for begin in range(0, len(sentences), batch_size):
             chosen = order[begin:begin + batch_size]
-            ids = self.translate_ids(self.source_ids([sentences[i] for i in chosen]), search,
-                                     **options)
-            texts = self.target_tokenizer.detokenize(ids).numpy()
+            source = self.source_ids([sentences[i] for i in chosen])
+            output = self.text_path.answer_ids(source, self.translate_ids(source, search, **options))
+            texts = self.text_path.translations(output).numpy()
             for i, text in zip(chosen, texts):
-                # nothing to translate (empty or whitespace): nothing, as the exports answer
-                translations[i] = text.decode("utf-8") if lengths[i] else ""
+                translations[i] = text.decode("utf-8")
         return translations
 
     def attention(self, sentence, layer=-1):
@@ -104,13 +97,6 @@ class Translator:
 
 
 def load_translator(run_dir, jit_compile=False):
-    """The Translator of a trained run directory (its best model and vocabularies)."""
-    from pipelines.tokenizers import SubwordTokenizer
-
-    run = RunDir(run_dir)
-    run.require_trained()
-    config = run.load_config()
-    model = keras.models.load_model(run.best_model, compile=False)  # inference: no optimizer
-    return Translator(model, SubwordTokenizer.load(run.source_vocab),
-                      SubwordTokenizer.load(run.target_vocab), config.max_length,
-                      jit_compile=jit_compile)
+    """The Translator of a trained run directory (its best model and tokenizers)."""
+    model, text_path, _ = RunDir(run_dir).load_trained()
+    return Translator(model, text_path, jit_compile=jit_compile)

@@ -1,11 +1,14 @@
-"""tf.data batches: teacher-forcing shift, padding, truncation, token budgets, seeded shuffling, bucketing."""
+"""tf.data batches: teacher-forcing shift, padding, truncation, token budgets, seeded shuffling, bucketing,
+and the same batches streamed from a file as from a list."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from pipelines.batching import count_truncated, make_dataset, padding_fraction
+from pipelines.corpus import write_tsv
 from pipelines.default_data import generate_pairs
+from pipelines.text_path import TextPath
 from pipelines.tokenizers import END_ID, PAD_ID, START_ID, build_tokenizers
 
 
@@ -19,9 +22,9 @@ def tokenizers(pairs):
     return build_tokenizers(pairs, vocab_size=500)
 
 
-def dataset(pairs, tokenizers, **options):
-    settings = dict(max_length=32, batch_tokens=512, shuffle=True, seed=0) | options
-    return make_dataset(pairs, *tokenizers, **settings)
+def dataset(pairs, tokenizers, max_length=32, **options):
+    settings = dict(batch_tokens=512, shuffle=True, seed=0) | options
+    return make_dataset(pairs, TextPath(*tokenizers, max_length), **settings)
 
 
 def epoch(dataset):
@@ -74,8 +77,8 @@ def test_long_sentences_are_truncated_keeping_end(pairs, tokenizers):
     target_lengths = tokenizers[1].tokenize([target for _, target in pairs]).row_lengths().numpy()
     expected = np.count_nonzero((source_lengths + 2 > max_length) | (target_lengths + 1 > max_length))
     assert 0 < expected < len(pairs)
-    assert count_truncated(pairs, tokenizers, max_length) == expected
-    assert count_truncated(pairs, tokenizers, 64) == 0
+    assert count_truncated(pairs, TextPath(*tokenizers, max_length)) == expected
+    assert count_truncated(pairs, TextPath(*tokenizers, 64)) == 0
     for (source, target_in), target_out in epoch(dataset(pairs, tokenizers, max_length=max_length)):
         assert source.shape[1] <= max_length and target_in.shape[1] <= max_length
         assert all(x[-1] == END_ID for x in rows(source)) and all(y[-1] == END_ID for y in rows(target_out))
@@ -123,3 +126,26 @@ def test_padding_fraction_counts_pad_slots():
     target_in = tf.constant([[2, 7], [2, 0]])  # 1 pad of 4
     data = tf.data.Dataset.from_tensors(((source, target_in), target_in))
     assert padding_fraction(data) == pytest.approx(4 / 12)
+
+
+def test_a_file_streams_the_same_batches_as_the_list(pairs, tokenizers, tmp_path):
+    path = tmp_path / "train.tsv"
+    write_tsv(pairs[:400], path)
+    for options in (dict(shuffle=False), dict(shuffle=False, bucketing=False)):
+        from_list, from_file = epoch(dataset(pairs[:400], tokenizers, **options)), epoch(dataset(path, tokenizers, **options))
+        assert len(from_list) == len(from_file)
+        for a, b in zip(from_list, from_file):
+            tf.nest.map_structure(np.testing.assert_array_equal, a, b)
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_a_shuffled_stream_holds_every_pair_once_per_epoch(pairs, tokenizers, tmp_path, cache):
+    path = tmp_path / "train.tsv"
+    write_tsv(pairs[:400], path)
+    data = dataset(path, tokenizers, max_length=64, cache=cache, shuffle_buffer=50)
+    epochs = []
+    for _ in range(2):
+        epochs.append([x for (source, _), _ in epoch(data) for x in rows(source)])
+    expected = [[START_ID, *ids, END_ID] for ids in tokenizers[0].tokenize([s for s, _ in pairs[:400]]).to_list()]
+    assert sorted(epochs[0]) == sorted(epochs[1]) == sorted(expected)
+    assert epochs[0] != epochs[1]  # reshuffled each epoch

@@ -38,7 +38,7 @@ def _epochs_in_history(run):
 def test_run_directory_holds_what_it_promises(trained_run):
     run, report = trained_run
     run = RunDir(run)
-    for path in (run.config_file, run.source_vocab, run.target_vocab, run.best_model,
+    for path in (run.config_file, run.source_tokenizer, run.target_tokenizer, run.best_model,
                  run.history, run.split_file("test")):
         assert path.exists(), path
     assert any(run.logs.rglob("events.out.tfevents*"))
@@ -131,6 +131,25 @@ def test_beam_and_sampling_from_the_command_line(trained_run, capsys):
     sampled = capsys.readouterr().out
     assert main(["translate", str(run), "The dog is big."]) == 0
     assert capsys.readouterr().out == sampled  # top-k 1 is greedy
+
+
+def test_translate_gives_one_line_per_input_line_whatever_the_bytes(trained_run, tmp_path):
+    run, _ = trained_run
+    lines = [b"The dog is big.", b"caf\xe9 \xff broken", b"", b"  ", b"The cat\xc2\xa0sleeps.\r",
+             b"\xef\xbb\xbfThe end.", b"a\x0bvertical tab and a form\x0cfeed"]
+    sentences = tmp_path / "in.txt"
+    sentences.write_bytes(b"\n".join(lines) + b"\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    command = [sys.executable, "-m", "keras_transformer", "translate", str(run), "--file"]
+    outputs = [subprocess.run(command + [str(sentences)], capture_output=True, env=env, cwd=ROOT, timeout=300),
+               subprocess.run(command + ["-"], input=sentences.read_bytes(), capture_output=True, env=env,
+                              cwd=ROOT, timeout=300)]
+    for done in outputs:
+        assert done.returncode == 0, done.stderr[-3000:]
+        translations = done.stdout.decode("utf-8").split("\n")[:-1]
+        assert len(translations) == len(lines), done.stdout
+        assert translations[2] == translations[3] == ""  # empty in, empty out
+    assert outputs[0].stdout == outputs[1].stdout
 
 
 def test_clear_errors(tmp_path, capsys):

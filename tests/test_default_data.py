@@ -5,7 +5,7 @@ import re
 import pytest
 
 from pipelines.default_data import ADJECTIVES, NOUNS, NUMBERS, default_splits, generate_pairs, write_splits
-from pipelines.readers import read_tsv
+from pipelines.readers import ReadReport, read_tsv
 
 
 @pytest.fixture(scope="module")
@@ -87,5 +87,5 @@ def test_write_splits_round_trips_through_read_tsv(tmp_path):
     assert {name: path.name for name, path in paths.items()} == {
         "train": "train.tsv", "validation": "validation.tsv", "test": "test.tsv"}
     for name, path in paths.items():
-        result = read_tsv(path)
-        assert result.pairs == splits[name] and result.skipped == 0
+        report = ReadReport()
+        assert list(read_tsv(path, report)) == splits[name] and report.skipped_lines == 0

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from keras_transformer import export as ex
 from keras_transformer.cli import main
@@ -34,8 +35,10 @@ from keras_transformer.run_dir import RunDir
 # on ~0.
 MIN_AGREEMENT = {"float16": 0.9, "int8": 0.6}
 
-BAD_INPUTS = ["", "   \t  ", "你好 🙂", "Ärger über ŒUVRE ß ǅ",
+BAD_INPUTS = ["", "   \t  ", "\u200b\ufeff\x07", "你好 🙂", "Ärger über ŒUVRE ß ǅ",
               "The dog [END] runs [UNK]."]
+# What real corpora hide in text, and what normalization makes of it: the same sentence.
+ODD_CHARACTERS = [("\u00a0", " "), (" \u200b", " "), ("\ufeff ", " "), (" \x07", " "), ("\u3000", " ")]
 INVALID_UTF8 = b"\xff\xfe abc \xc3"
 SCRIPT_ENV = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
 SCRIPT_ENV["TF_CPP_MIN_LOG_LEVEL"] = "3"
@@ -93,20 +96,20 @@ class Exported:
 def run_export(trained_run, tmp_path_factory):
     """The fixture run exported once through the CLI, with every TFLite variant."""
     from keras_transformer.translator import load_translator
-    from pipelines.readers import read_tsv
+    from pipelines.readers import load_pairs
 
     run, _ = trained_run
     out = tmp_path_factory.mktemp("saved_models") / "tiny"
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         assert main(["export", str(run), "--out", str(out)]) == 0
-    pairs = read_tsv(RunDir(run).split_file("test")).pairs
+    pairs = load_pairs(RunDir(run).split_file("test"))[0]
     return Exported("the fixture run", out / "1", load_translator(run),
                     [source for source, _ in pairs], printed.getvalue())
 
 
 COPY_WORDS = ["casa", "perro", "él", "niño", "über", "café", "día", "año", "qué", "sí",
-              "mañana", "corazón", "w1", "w2", "w3", "w4"]
+              "mañana", "corazón", "sol", "luna", "mar", "río"]
 COPY_MAX_LENGTH = 12
 
 
@@ -120,29 +123,33 @@ def copy_export(tmp_path_factory):
     from keras_transformer import build_transformer, preset
     from keras_transformer.training import MaskedSparseCrossEntropy
     from keras_transformer.translator import Translator
-    from pipelines.tokenizers import RESERVED_TOKENS, SubwordTokenizer
+    from pipelines.text_path import TextPath
+    from pipelines.tokenizers import learn_tokenizer
 
-    tokenizer = SubwordTokenizer(RESERVED_TOKENS + COPY_WORDS)
+    rng = np.random.default_rng(0)
+    tokenizer = learn_tokenizer([" ".join(rng.permutation(COPY_WORDS)) for _ in range(200)], 64)
+    word_ids = tokenizer.tokenize(COPY_WORDS).to_list()
+    assert all(len(ids) == 1 for ids in word_ids)  # a piece a word
+    word_ids = [ids[0] for ids in word_ids]
     length = COPY_MAX_LENGTH
+    text_path = TextPath(tokenizer, tokenizer, length)
     keras.utils.set_random_seed(0)
     config = preset("tiny", source_vocab_size=tokenizer.vocab_size,
                     target_vocab_size=tokenizer.vocab_size, max_length=length)
     model = build_transformer(config)
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=MaskedSparseCrossEntropy(0.0))
-    rng = np.random.default_rng(0)
     ids = np.zeros((1024, length + 1), "int32")  # [START] w ... [END] 0 ...
     for row, size in enumerate(rng.integers(1, length - 1, size=len(ids))):
-        ids[row, :size + 2] = [ex.START_ID, *rng.integers(4, tokenizer.vocab_size, size),
-                               ex.END_ID]
+        ids[row, :size + 2] = [ex.START_ID, *rng.choice(word_ids, size), ex.END_ID]
     model.fit([ids[:, :-1], ids[:, :-2]], ids[:, 1:-1], batch_size=32, epochs=8, verbose=0)
     keras.config.set_dtype_policy("float32")
 
     sentences = [" ".join(rng.choice(COPY_WORDS, size=size))
                  for size in rng.integers(1, length + 3, size=150)]  # some truncated
-    result = ex.export(model, tokenizer, tokenizer, tmp_path_factory.mktemp("copy"), length,
+    result = ex.export(model, text_path, tmp_path_factory.mktemp("copy"),
                        tflite=("translate", "ids_float32", "ids_float16", "ids_int8"))
-    return Exported("the copy task", result.version_dir,
-                    Translator(model, tokenizer, tokenizer, length), sentences, model=model)
+    return Exported("the copy task", result.version_dir, Translator(model, text_path), sentences,
+                    model=model)
 
 
 @pytest.fixture(scope="module", params=["trained_run", "copy_task"])
@@ -161,16 +168,15 @@ def version_dir(run_export):
 def test_export_writes_a_versioned_layout_and_names_the_ops(run_export):
     version_dir, printed = run_export.version_dir, run_export.printed
     assert version_dir.name == "1"
-    for path in ("saved_model.pb", "assets/source_vocab.txt", "assets/target_vocab.txt",
-                 "translate_ids/saved_model.pb", "translate_ids/assets/target_vocab.txt",
+    for path in ("saved_model.pb", "assets/source.spm", "assets/target.spm",
+                 "translate_ids/saved_model.pb", "translate_ids/assets/target.spm",
                  "export.json", *(f"tflite/{v}.tflite" for v in ex.TFLITE_VARIANTS)):
         assert (version_dir / path).is_file(), path
     assert [p.name for p in version_dir.parent.iterdir()] == ["1"]  # no staging left
 
     manifest = json.loads((version_dir / "export.json").read_text())
     # found by reading the graphs and op codes, never listed by hand
-    text_ops = {"FastBertNormalize", "FastWordpieceTokenizeWithOffsets",
-                "TFText>FastWordpieceDetokenize"}
+    text_ops = {"TFText>FastSentencepieceTokenize", "TFText>NgramsStringJoin"}
     assert text_ops <= set(manifest["signatures"]["serving_default"]["extra_ops"])
     assert text_ops <= set(manifest["signatures"]["beam_search"]["extra_ops"])
     assert manifest["signatures"]["translate_ids"]["extra_ops"] == []
@@ -185,7 +191,7 @@ def test_export_writes_a_versioned_layout_and_names_the_ops(run_export):
     assert printed.startswith(f"wrote {version_dir} (version 1)\n")
     assert "1/translate_ids: saved_model, " in printed and "core TensorFlow ops only" in printed
     line = next(line for line in printed.splitlines() if "/translate.tflite" in line)
-    assert " MB, custom ops " in line and "FastWordpieceTokenizeWithOffsets" in line
+    assert " MB, custom ops " in line and "TFText>FastSentencepieceTokenize" in line
     assert "ids_int8.tflite: tflite, " in printed and "TFLite builtin ops only" in printed
 
 
@@ -206,12 +212,12 @@ def test_signatures_have_named_inputs_and_outputs(run_export):
         assert name in shown
 
 
-def test_vocabularies_travel_as_assets(run_export, trained_run):
+def test_tokenizers_travel_as_assets(run_export, trained_run):
     run = RunDir(trained_run[0])
-    asset = Path(run_export.loaded.source_vocab.asset_path.numpy().decode())
-    assert asset.read_text() == run.source_vocab.read_text()
-    assert (run_export.version_dir / "translate_ids/assets/target_vocab.txt").read_text() == \
-        run.target_vocab.read_text()
+    asset = Path(run_export.loaded.source_tokenizer.asset_path.numpy().decode())
+    assert asset.read_bytes() == run.source_tokenizer.read_bytes()
+    assert (run_export.version_dir / "translate_ids/assets/target.spm").read_bytes() == \
+        run.target_tokenizer.read_bytes()
 
 
 def test_versions_are_never_overwritten(run_export, trained_run, capsys):
@@ -397,13 +403,36 @@ def test_bad_inputs_get_defined_answers(case):
     long = " ".join(case.sentences[0].split() * 40)
     sentences = BAD_INPUTS + [long]
     saved = case.translate(sentences)
-    assert saved[:2] == ["", ""]  # nothing to translate: nothing
-    assert saved[2:] == case.translator.translate(sentences[2:])  # [UNK]s, truncation
+    assert saved[:3] == ["", "", ""]  # nothing to translate: nothing
+    assert saved == case.translator.translate(sentences)  # [UNK]s, truncation
     assert _lite_translate(case.runners["translate"], sentences) == saved
     assert case.translate([long]) == saved[-1:]  # as alone, beside empty ones
 
-    beam = case.loaded.signatures["beam_search"](sentences=tf.constant(sentences[:2]))
+    beam = case.loaded.signatures["beam_search"](sentences=tf.constant(sentences[:3]))
     assert set(_texts(beam["hypotheses"])) == {""} and not beam["scores"].numpy().any()
+
+
+def test_odd_characters_translate_as_the_clean_sentence_everywhere(case):
+    clean = case.sentences[:20]
+    odd = []
+    for i, sentence in enumerate(clean):
+        character, space = ODD_CHARACTERS[i % len(ODD_CHARACTERS)]
+        odd.append(sentence.replace(space, character, 1) + "\ufeff")
+    assert odd != clean
+    expected = case.translator.translate(clean)
+    assert case.translator.translate(odd) == expected
+    assert case.translate(odd) == expected
+    assert _lite_translate(case.runners["translate"], odd) == expected
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sentences=st.lists(st.one_of(st.text(max_size=30), st.sampled_from(BAD_INPUTS)), min_size=1, max_size=6))
+def test_any_text_gets_one_answer_per_sentence_everywhere(run_export, sentences):
+    keras_answers = run_export.translator.translate(sentences)
+    assert len(keras_answers) == len(sentences)
+    assert run_export.translate(sentences) == keras_answers
+    lite = run_export.runners["translate"](sentences=np.array([s.encode() for s in sentences], dtype=object))
+    assert _texts(lite["translations"]) == keras_answers
 
 
 def test_long_sentences_are_truncated_to_max_length(case):
@@ -480,9 +509,8 @@ def test_concurrent_calls_give_sequential_answers(copy_export):
 def test_xla_saved_model_translates_like_the_plain_one(copy_export, tmp_path):
     """XLA with sources padded to max_length gives the tokens of the plain graph."""
     translator = copy_export.translator
-    version = ex.export(copy_export.model, translator.source_tokenizer,
-                        translator.target_tokenizer, tmp_path, translator.max_length,
-                        jit_compile=True, tflite=()).version_dir
+    version = ex.export(copy_export.model, translator.text_path, tmp_path, jit_compile=True,
+                        tflite=()).version_dir
     xla = tf.saved_model.load(str(version)).signatures
     sentences = tf.constant(copy_export.sentences + BAD_INPUTS)
     assert _texts(xla["serving_default"](sentences=sentences)["translations"]) == \
@@ -500,15 +528,12 @@ def test_xla_saved_model_translates_like_the_plain_one(copy_export, tmp_path):
 
 @pytest.mark.slow
 def test_python_api_versions_and_unversioned_tflite(tmp_path, trained_run):
-    model, source_tokenizer, target_tokenizer, config = ex.load_run(trained_run[0])
-    first = ex.export_saved_model(model, source_tokenizer, target_tokenizer, tmp_path,
-                                  config.max_length)
-    second = ex.export_saved_model(model, source_tokenizer, target_tokenizer, tmp_path,
-                                   config.max_length, version=5)
+    model, text_path, _ = RunDir(trained_run[0]).load_trained()
+    first = ex.export_saved_model(model, text_path, tmp_path)
+    second = ex.export_saved_model(model, text_path, tmp_path, version=5)
     assert (first.name, second.name, ex.next_version(tmp_path)) == ("1", "5", 6)
     assert not (first / "tflite").exists()
-    artifacts = ex.export_tflite(model, source_tokenizer, target_tokenizer, tmp_path / "lite",
-                                 config.max_length, variants=("translate_int8",))
+    artifacts = ex.export_tflite(model, text_path, tmp_path / "lite", variants=("translate_int8",))
     assert [a.path.name for a in artifacts] == ["translate_int8.tflite"]
     runner = ex.tflite_interpreter(artifacts[0].path).get_signature_runner()
     assert _lite_translate(runner, ["", "  "]) == ["", ""]
