@@ -130,6 +130,26 @@ def attention(args):
     return 0
 
 
+def average(args):
+    from keras_transformer.averaging import average_run
+    from keras_transformer.evaluation import score_translations
+    from keras_transformer.run_dir import RunDir
+    from keras_transformer.trainer import validation_pairs
+    from keras_transformer.translator import Translator
+
+    run = RunDir(args.run_dir)
+    averaged, files = average_run(run, args.last)
+    print(f"averaged {len(files)} checkpoints ({files[0].name} ... {files[-1].name}) into "
+          f"{run.averaged_model}")
+    best, text_path, _ = run.load_trained()
+    sources, references = validation_pairs(run, args.sentences)
+    for name, model in (("best", best), ("averaged", averaged)):
+        scores = score_translations(Translator(model, text_path).translate(sources), references)
+        print(f"validation ({len(sources)} sentences), {name}: BLEU {scores['bleu']:.2f}, "
+              f"chrF {scores['chrf']:.2f}")
+    return 0
+
+
 def positional(args):
     from keras_transformer.plots import plot_positional_encoding
 
@@ -174,7 +194,8 @@ def add_search_arguments(command):
 
 
 def build_parser():
-    from keras_transformer.trainer import MIXED_PRECISION, STRATEGIES, TrainSettings
+    from keras_transformer import recipes
+    from keras_transformer.trainer import KEEP_BEST, MIXED_PRECISION, STRATEGIES, TrainSettings
 
     defaults = TrainSettings()
     parser = argparse.ArgumentParser(
@@ -189,13 +210,20 @@ def build_parser():
                          help="source and target vocabulary size (default: 8000)")
     command.set_defaults(run=summary)
 
+    embedded, real = recipes.EMBEDDED, recipes.REAL_CORPUS
+
+    def from_recipe(name, unit=""):
+        """Help text of an option whose default comes from the data's recipe."""
+        return (f"default: {embedded[name]}{unit} for the embedded data, {real[name]}{unit} for "
+                "a real corpus")
+
     command = commands.add_parser(
         "train", help="train a model with model.fit and write a run directory",
         description="Train on the embedded dataset or your own parallel text. Writes "
-                    "config.json, vocabularies, best.keras (lowest validation loss), "
+                    "config.json, SentencePiece models, best.keras (best validation BLEU), "
                     "history.csv and TensorBoard logs/ to --out. Run the same command "
-                    "again after an interruption to resume from the last finished epoch.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    "again after an interruption to resume from the last finished epoch. "
+                    "Options left out take the data's recipe (docs/recipes.md).")
     command.add_argument("--data", default=defaults.data,
                          help="'default' (the embedded English->Spanish dataset), a TSV "
                               "of source<TAB>target lines, or SOURCE_FILE,TARGET_FILE "
@@ -208,35 +236,63 @@ def build_parser():
                               "of --data")
     command.add_argument("--max-bad-fraction", type=float, default=defaults.max_bad_fraction,
                          help="malformed lines (not UTF-8, no tab, an empty side) are "
-                              "skipped and reported; stop if more than this fraction")
+                              f"skipped and reported; stop if more than this fraction "
+                              f"(default {defaults.max_bad_fraction})")
     command.add_argument("--vocab-sample", type=int, default=defaults.vocab_sample,
                          help="training pairs (a uniform sample) the vocabularies are learned "
-                              "from")
-    command.add_argument("--preset", choices=sorted(PRESETS), default=defaults.preset,
-                         help="model size")
+                              f"from (default {defaults.vocab_sample})")
+    command.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                         help=f"model size ({from_recipe('preset')})")
     command.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                          help="override a model setting, e.g. --set num_layers=3 "
-                              "--set norm_position=pre (repeatable)")
-    command.add_argument("--epochs", type=int, default=defaults.epochs,
-                         help="passes over the training split")
+                              "--set norm_position=pre (repeatable; the recipe sets "
+                              f"{embedded['model']} for the embedded data, {real['model']} "
+                              "for a real corpus)")
+    command.add_argument("--epochs", type=int, default=None,
+                         help=f"epochs at most ({from_recipe('epochs')})")
     command.add_argument("--steps-per-epoch", type=int, default=None,
-                         help="batches per epoch (default: the whole split)")
-    command.add_argument("--batch-tokens", type=int, default=defaults.batch_tokens,
-                         help="batch size in tokens (sentences are bucketed by length)")
-    command.add_argument("--vocab-size", type=int, default=defaults.vocab_size,
-                         help="SentencePiece vocabulary size per language (or shared)")
+                         help="training steps between evaluations and checkpoints, 0 for a "
+                              "pass over the data (default: a pass for the embedded data, "
+                              f"{real['steps_per_epoch']} for a real corpus)")
+    command.add_argument("--max-minutes", type=float, default=None,
+                         help="a training time budget: stop at the end of the step where it "
+                              "runs out, then evaluate and report (counted over resumed "
+                              "sessions too; default: none)")
+    command.add_argument("--keep-best", choices=sorted(KEEP_BEST), default=None,
+                         help="what decides the kept best.keras (default: val_bleu)")
+    command.add_argument("--bleu-sentences", type=int, default=defaults.bleu_sentences,
+                         help="validation sentences translated each epoch for val_bleu and "
+                              f"val_chrf (default {defaults.bleu_sentences}; 0: none)")
+    command.add_argument("--early-stopping", type=int, default=None, metavar="EPOCHS",
+                         help="stop after this many epochs without a better --keep-best value, "
+                              f"0 never ({from_recipe('early_stopping')})")
+    command.add_argument("--keep-checkpoints", type=int, default=defaults.keep_checkpoints,
+                         metavar="N", help="keep the weights of the last N epochs in "
+                                           "checkpoints/ (for `average`)")
+    command.add_argument("--average-last", type=int, default=defaults.average_last, metavar="N",
+                         help="at the end, average the last N epochs' weights into "
+                              "averaged.keras and report its test scores too")
+    command.add_argument("--batch-tokens", type=int, default=None,
+                         help=f"batch size in tokens, sentences bucketed by length "
+                              f"({from_recipe('batch_tokens')})")
+    command.add_argument("--vocab-size", type=int, default=None,
+                         help=f"SentencePiece vocabulary size per language, or shared "
+                              f"({from_recipe('vocab_size')})")
     command.add_argument("--shared-vocab", action="store_true",
                          help="one vocabulary for both languages")
-    command.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps,
-                         help="linear warmup of the paper's learning-rate schedule")
-    command.add_argument("--learning-rate-scale", type=float,
-                         default=defaults.learning_rate_scale,
-                         help="multiplies the paper's schedule")
-    command.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing,
-                         help="epsilon of label smoothing")
+    command.add_argument("--warmup-steps", type=int, default=None,
+                         help=f"linear warmup of the paper's learning-rate schedule "
+                              f"({from_recipe('warmup_steps')})")
+    command.add_argument("--learning-rate-scale", type=float, default=None,
+                         help=f"multiplies the paper's schedule "
+                              f"({from_recipe('learning_rate_scale')})")
+    command.add_argument("--label-smoothing", type=float, default=None,
+                         help=f"epsilon of label smoothing ({from_recipe('label_smoothing')})")
     command.add_argument("--seed", type=int, default=defaults.seed,
-                         help="seed of data generation, splits, shuffling and initialization")
-    command.add_argument("--out", default="runs/default", help="the run directory")
+                         help="seed of data generation, splits, shuffling and initialization "
+                              f"(default {defaults.seed})")
+    command.add_argument("--out", default="runs/default", help="the run directory (default: "
+                                                                "runs/default)")
     command.add_argument("--jit-compile", action="store_true",
                          help="compile training steps with XLA")
     command.add_argument("--mixed-precision", choices=sorted(MIXED_PRECISION), default=None,
@@ -278,6 +334,17 @@ def build_parser():
     command.add_argument("--layer", type=int, default=-1,
                          help="decoder layer to show (default: the last)")
     command.set_defaults(run=attention)
+
+    command = commands.add_parser(
+        "average", help="average the last checkpoints of a run into averaged.keras",
+        description="The mean of each weight over the last N checkpoints that `train "
+                    "--keep-checkpoints N` (or --average-last N) kept, as the paper does it; "
+                    "prints its validation BLEU and chrF beside the best model's.")
+    command.add_argument("run_dir", help="a directory written by `train`")
+    command.add_argument("--last", type=int, default=5, help="checkpoints to average")
+    command.add_argument("--sentences", type=int, default=500,
+                         help="validation sentences scored")
+    command.set_defaults(run=average)
 
     command = commands.add_parser("positional", help="plot the sinusoidal positional encoding")
     command.add_argument("--out", default="positional_encoding.png", help="the PNG to write")

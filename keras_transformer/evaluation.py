@@ -14,7 +14,8 @@ def score_translations(hypotheses, references) -> dict:
     """Corpus BLEU and chrF (sacrebleu defaults: 13a tokenization) and exact match."""
     if not references:
         raise ValueError("nothing to score: no references")
-    return {"bleu": sacrebleu.corpus_bleu(hypotheses, [references]).score,
+    # force: corpora that come tokenized (IWSLT) would otherwise print a warning at every call
+    return {"bleu": sacrebleu.corpus_bleu(hypotheses, [references], force=True).score,
             "chrf": sacrebleu.corpus_chrf(hypotheses, [references]).score,
             "exact_match": exact_match(hypotheses, references),
             "sentences": len(references)}

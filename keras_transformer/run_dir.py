@@ -7,9 +7,12 @@
       source.spm            SentencePiece models (vocabulary and normalization rules)
       target.spm
       data/{train,validation,test}.tsv   the splits the run used, cleaned
-      best.keras            the model with the lowest validation loss
+      best.keras            the kept model: best validation BLEU (or loss, --keep-best val_loss)
+      averaged.keras        the mean of the last checkpoints (--average-last N, `average`)
+      checkpoints/          the last N epochs' weights (--keep-checkpoints N)
       backup/               BackupAndRestore state while training runs
-      history.csv           one row per epoch
+      progress.json         training time used, and whether the --max-minutes budget is spent
+      history.csv           one row per epoch: losses, accuracy, val_bleu, val_chrf
       logs/                 TensorBoard
       hypotheses.txt        written by `evaluate`
 """
@@ -36,6 +39,9 @@ class RunDir:
     source_tokenizer = property(lambda self: self.path / "source.spm")
     target_tokenizer = property(lambda self: self.path / "target.spm")
     best_model = property(lambda self: self.path / "best.keras")
+    averaged_model = property(lambda self: self.path / "averaged.keras")
+    checkpoints = property(lambda self: self.path / "checkpoints")
+    progress = property(lambda self: self.path / "progress.json")
     backup = property(lambda self: self.path / "backup")
     history = property(lambda self: self.path / "history.csv")
     logs = property(lambda self: self.path / "logs")

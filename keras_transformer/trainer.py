@@ -1,22 +1,32 @@
 """The train job: text -> tokenizers -> tf.data -> model.fit -> a run directory -> a report.
 
 Needs TensorFlow (tf.data, tensorflow-text, tf.distribute), imported when a job runs.
-A run killed at any moment and started again with the same settings resumes from its
-last finished epoch (BackupAndRestore) and ends after the same number of epochs.
+A run killed at any moment and started again with the same settings resumes from its last
+finished epoch (BackupAndRestore) and ends after the same number of epochs, or when the time
+budget, counted over every session, is spent.
 """
 
+import csv
 import dataclasses
+import math
 import time
 
 import keras
 
+from keras_transformer import callbacks as job_callbacks
 from keras_transformer.config import preset
+from keras_transformer.distribution import (
+    STRATEGIES, batch_count, distribution_strategy, is_chief, support_multi_worker, worker_count,
+    worker_directory)
 from keras_transformer.model import build_transformer
+from keras_transformer.recipes import recipe
 from keras_transformer.run_dir import SPLITS, RunDir
 from keras_transformer.training import compile_transformer
 
-STRATEGIES = ("default", "mirrored", "multi_worker")
+__all__ = ["STRATEGIES", "MIXED_PRECISION", "KEEP_BEST", "TrainSettings", "train"]
+
 MIXED_PRECISION = {"bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+KEEP_BEST = {"val_bleu": "max", "val_loss": "min"}  # what decides the kept model
 # Splits of at most this many pairs are tokenized once and cached in memory (and shuffled whole
 # each epoch); larger ones stream from disk every epoch, shuffled in a bounded buffer.
 CACHED_PAIRS = 200_000
@@ -24,12 +34,19 @@ CACHED_PAIRS = 200_000
 
 @dataclasses.dataclass
 class TrainSettings:
-    """What a run is made of. All fields but `epochs` must match to resume a run.
+    """What a run is made of. A field left at None takes the value of the data's recipe
+    (`keras_transformer.recipes`: one for the embedded dataset, one for real corpora).
 
     `data`, `validation_data`, `test_data`: "default" (the embedded dataset, for `data`), a TSV or
     "SOURCE,TARGET" aligned files; held-out splits not given are carved out of `data`.
     `max_bad_fraction`: malformed lines tolerated (skipped and reported) before the job stops.
     `vocab_sample`: training pairs (a uniform sample) the vocabularies are learned from.
+    `steps_per_epoch`: steps between evaluations; 0 or None in the recipe: a pass over the data.
+    `max_minutes`: a training time budget, over every session of the run.
+    `keep_best`: "val_bleu" or "val_loss", what decides the kept model.
+    `bleu_sentences`: validation sentences translated for val_bleu/val_chrf each epoch (0: none).
+    `early_stopping`: stop after this many epochs without a better `keep_best` (0: never).
+    `keep_checkpoints`, `average_last`: keep the last N epochs' weights; average the last N.
     """
 
     data: str = "default"
@@ -37,118 +54,51 @@ class TrainSettings:
     test_data: str | None = None
     max_bad_fraction: float = 0.05
     vocab_sample: int = 100_000
-    preset: str = "small"
+    preset: str | None = None
     overrides: dict = dataclasses.field(default_factory=dict)
-    vocab_size: int = 1000
+    vocab_size: int | None = None
     shared_vocab: bool = False
-    batch_tokens: int = 1024
-    warmup_steps: int = 1600
-    learning_rate_scale: float = 1.0
-    label_smoothing: float = 0.1
+    batch_tokens: int | None = None
+    warmup_steps: int | None = None
+    learning_rate_scale: float | None = None
+    label_smoothing: float | None = None
     seed: int = 0
-    epochs: int = 10
+    epochs: int | None = None
     steps_per_epoch: int | None = None
+    max_minutes: float | None = None
+    keep_best: str | None = None
+    bleu_sentences: int = 500
+    early_stopping: int | None = None
+    keep_checkpoints: int = 0
+    average_last: int = 0
     jit_compile: bool = False
     mixed_precision: str | None = None
     strategy: str = "default"
 
-    def identity(self) -> dict:
-        """The settings a resumed run must share (epochs and speed options may change)."""
+    # fields that may change when a run is resumed
+    FREE = ("epochs", "max_minutes", "early_stopping", "average_last", "jit_compile", "strategy")
+
+    def resolved(self) -> "TrainSettings":
+        """These settings with every None taken from the data's recipe, and the recipe's model
+        settings under the `--set` overrides."""
+        defaults = recipe(self.data)
         values = dataclasses.asdict(self)
-        for free in ("epochs", "jit_compile", "strategy"):
+        for name, value in defaults.items():
+            if name in values and values[name] is None:
+                values[name] = value
+        values["overrides"] = {**defaults["model"], **self.overrides}
+        if values["steps_per_epoch"] == 0:  # asked for explicitly: an epoch is a pass over the data
+            values["steps_per_epoch"] = None
+        if values["keep_best"] not in KEEP_BEST:
+            raise ValueError(f"keep_best must be one of {sorted(KEEP_BEST)}, got {values['keep_best']!r}")
+        return TrainSettings(**values)
+
+    def identity(self) -> dict:
+        """The settings a resumed run must share."""
+        values = dataclasses.asdict(self)
+        for free in self.FREE:
             values.pop(free)
         return values
-
-
-def distribution_strategy(name):
-    """tf.distribute strategy by name: default (one device), mirrored (every local GPU, or
-    the local CPU devices), multi_worker (machines described by TF_CONFIG)."""
-    import tensorflow as tf
-
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    raise ValueError(f"unknown strategy {name!r}; choose from {STRATEGIES}")
-
-
-def _tf_config():
-    import json
-    import os
-
-    return json.loads(os.environ.get("TF_CONFIG", "{}"))
-
-
-def support_multi_worker(model, strategy):
-    """Let `model.fit` train and validate under MultiWorkerMirroredStrategy.
-
-    Keras 3 fails there in two places (keras-team/keras#20585), both outside our model:
-    - Before training it builds the metrics from the first batch, which it gets by reducing
-      the per-replica batch across replicas. The multi-worker strategy cannot reduce a nest
-      (`Attempt to convert a value (PerReplica:...)`), and across workers it would need equal
-      shapes, which bucketed batches don't have. The build needs only shapes and dtypes, so
-      it gets this worker's share of the batch instead.
-    - After each step it averages the logs across workers with `reduce("MEAN", axis=0)`,
-      which fails on the scalar metric values ("Invalid reduction dimension 0"). The steps
-      return each value as shape (1,), which that reduction turns back into a scalar.
-    """
-    import tensorflow as tf
-    from keras import ops, tree
-
-    def local(value):
-        if isinstance(value, tf.distribute.DistributedValues):
-            return strategy.experimental_local_results(value)[0]
-        return value
-
-    def maybe_symbolic_build(iterator=None, data_batch=None):
-        if iterator is not None:
-            for _, _, batches in iterator:
-                data_batch = tree.map_structure(local, next(batches))
-                break
-        with strategy.scope():
-            model._symbolic_build(data_batch=data_batch)
-
-    def with_shape_one(step):
-        def step_with_shape_one(data):
-            return {name: ops.reshape(value, (1,)) for name, value in step(data).items()}
-        return step_with_shape_one
-
-    model._maybe_symbolic_build = maybe_symbolic_build
-    model.train_step = with_shape_one(model.train_step)
-    model.test_step = with_shape_one(model.test_step)
-
-
-def is_chief(strategy_name):
-    """Whether this process writes the run directory: always, but for the non-chief workers
-    of multi-worker training (worker 0 is the chief when TF_CONFIG names no chief)."""
-    if strategy_name != "multi_worker":
-        return True
-    task = _tf_config().get("task", {})
-    return task.get("type", "worker") == "chief" or (
-        task.get("type", "worker") == "worker" and task.get("index", 0) == 0
-        and "chief" not in _tf_config().get("cluster", {}))
-
-
-def worker_count():
-    """The number of processes that train together, as TF_CONFIG describes them."""
-    cluster = _tf_config().get("cluster", {})
-    return max(1, len(cluster.get("chief", [])) + len(cluster.get("worker", [])))
-
-
-def batch_count(dataset):
-    """Batches in one pass over a dataset whose cardinality tf.data can't tell (bucketed)."""
-    return int(dataset.reduce(0, lambda count, _: count + 1))
-
-
-def worker_directory(out):
-    """A non-chief worker's scratch run directory beside `out`: it trains in step with the
-    chief but must not write the chief's files."""
-    from pathlib import Path
-
-    out = Path(out)
-    return out.with_name(f"{out.name}.worker{_tf_config().get('task', {}).get('index', 0)}")
 
 
 def prepare_data(settings, run, log):
@@ -192,53 +142,46 @@ def load_tokenizers(settings, run, sample, log):
     return source, target
 
 
-class FirstStepTime(keras.callbacks.Callback):
-    """Logs once how long the job took to finish its first training step (data preparation,
-    vocabulary learning, graph tracing and the step itself): what a user waits before training."""
-
-    def __init__(self, began, log):
-        super().__init__()
-        self.began, self.log, self.done = began, log, False
-
-    def on_train_batch_end(self, batch, logs=None):
-        if not self.done:
-            self.done = True
-            self.log(f"first training step done {time.perf_counter() - self.began:.1f} s after "
-                     "the job started")
-
-
-def callbacks(run, best_val_loss, began, log):
-    return [
-        FirstStepTime(began, log),
-        keras.callbacks.BackupAndRestore(str(run.backup), double_checkpoint=True),
-        keras.callbacks.ModelCheckpoint(str(run.best_model), monitor="val_loss",
-                                        save_best_only=True,
-                                        initial_value_threshold=best_val_loss),
-        keras.callbacks.CSVLogger(str(run.history), append=True),
-        keras.callbacks.TensorBoard(str(run.logs)),
-        keras.callbacks.TerminateOnNaN(),
-    ]
-
-
-def best_validation_loss(run):
-    """The lowest val_loss in history.csv, so a resumed run keeps the true best model."""
+def best_so_far(run, monitor):
+    """The best `monitor` value in history.csv, so a resumed run keeps the true best model."""
     if not run.history.exists():
         return None
-    import csv
     with open(run.history) as file:
-        losses = [float(row["val_loss"]) for row in csv.DictReader(file) if row.get("val_loss")]
-    return min(losses) if losses else None
+        values = [float(row[monitor]) for row in csv.DictReader(file) if row.get(monitor)]
+    if not values:
+        return None
+    return max(values) if KEEP_BEST[monitor] == "max" else min(values)
 
 
-def train(settings: TrainSettings, out, examples=5, verbose="auto", log=print):
-    """Train (or resume, or just report on) the run in `out`; returns the report as a dict."""
-    from keras_transformer.evaluation import exact_match
-    from keras_transformer.translator import Translator
-    from pipelines import batching, readers
+def validation_pairs(run, count):
+    """The first `count` validation pairs, references normalized as translations come out."""
     from pipelines.normalization import normalize
+    from pipelines.readers import load_pairs
+
+    pairs = load_pairs(run.split_file("validation"))[0][:count]
+    return [source for source, _ in pairs], [normalize(target) for _, target in pairs]
+
+
+@dataclasses.dataclass
+class Job:
+    """What `train` sets up before fitting: the run, its data sizes and text path, the config."""
+
+    settings: TrainSettings
+    run: RunDir
+    strategy: object
+    sizes: dict
+    text_path: object
+    config: object
+    began: float
+
+
+def set_up(settings, out, log) -> Job:
+    """Resolves the settings, checks the run directory, prepares data and tokenizers."""
+    from pipelines import batching
     from pipelines.text_path import TextPath
 
-    job_began = time.perf_counter()
+    began = time.perf_counter()
+    settings = settings.resolved()
     # first, before any TensorFlow op: multi-worker collectives are configured at startup
     strategy = distribution_strategy(settings.strategy)
     run = RunDir(out if is_chief(settings.strategy) else worker_directory(out))
@@ -263,69 +206,154 @@ def train(settings: TrainSettings, out, examples=5, verbose="auto", log=print):
         if truncated:
             log(f"  {truncated / len(sample):.1%} of the training pairs are longer than "
                 f"max_length={config.max_length} pieces and will be truncated")
+    return Job(settings, run, strategy, sizes, text_path, config, began)
+
+
+def is_finished(job) -> bool:
+    """Whether the run already ended (all its epochs, its time budget, or early stopping): then
+    the job only reports. BackupAndRestore removes its state when fit ends, so an ended run
+    cannot be continued; a new --out trains a new one."""
+    return job.run.status_file.exists() and job.run.best_model.exists()
+
+
+def fit(job, verbose, log) -> dict:
+    """Builds, compiles and fits the model; returns what the report says of the training."""
+    from pipelines import batching
+
+    settings, run, strategy, config = job.settings, job.run, job.strategy, job.config
 
     def dataset(split, training):
         # XLA compiles once per batch shape: pad to a few fixed shapes, drop ragged remainders
         fixed = settings.jit_compile
         data = batching.make_dataset(
-            run.split_file(split), text_path, batch_tokens=settings.batch_tokens,
+            run.split_file(split), job.text_path, batch_tokens=settings.batch_tokens,
             shuffle=training, seed=settings.seed, pad_to_bucket=fixed,
-            drop_remainder=fixed and training, cache=sizes[split] <= CACHED_PAIRS,
-            shuffle_buffer=min(sizes[split], batching.STREAM_SHUFFLE_BUFFER) or None)
+            drop_remainder=fixed and training, cache=job.sizes[split] <= CACHED_PAIRS,
+            shuffle_buffer=min(job.sizes[split], batching.STREAM_SHUFFLE_BUFFER) or None)
         # with a fixed number of steps per epoch, epochs may end anywhere in the data
         return data.repeat() if training and settings.steps_per_epoch else data
 
-    report = {"run_dir": str(run.path), "epochs": settings.epochs}
-    done = run.finished_epochs()
-    if done >= settings.epochs and run.best_model.exists():
-        log(f"{run.path} already finished {done} epochs; reporting on its best model")
-    else:
-        with strategy.scope():
-            model = build_transformer(config)
-            compile_transformer(model, config.d_model, settings.warmup_steps,
-                                settings.learning_rate_scale, settings.label_smoothing,
-                                jit_compile=settings.jit_compile)
-            if settings.strategy == "multi_worker":
-                support_multi_worker(model, strategy)
-        log(f"model: {settings.preset}, {model.count_params():,} parameters; "
-            f"strategy {settings.strategy} ({strategy.num_replicas_in_sync} replicas)")
-        train_data = dataset("train", training=True)
-        validation_data = dataset("validation", training=False)
-        steps_per_epoch, validation_steps = settings.steps_per_epoch, None
+    with strategy.scope():
+        model = build_transformer(config)
+        compile_transformer(model, config.d_model, settings.warmup_steps,
+                            settings.learning_rate_scale, settings.label_smoothing,
+                            jit_compile=settings.jit_compile)
         if settings.strategy == "multi_worker":
-            # Workers share out whole batches, and each step waits for every worker: all must
-            # take the same number of steps, or one waits forever at the end of an epoch.
-            workers = worker_count()
-            if steps_per_epoch is None:
-                steps_per_epoch = max(1, batch_count(train_data) // workers)
-                train_data = train_data.repeat()
-            validation_steps = max(1, batch_count(validation_data) // workers)
-            validation_data = validation_data.repeat()
-        began = time.perf_counter()
-        model.fit(train_data, validation_data=validation_data, epochs=settings.epochs,
-                  steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
-                  shuffle=False,  # the dataset shuffles itself, with the run's seed
-                  callbacks=callbacks(run, best_validation_loss(run), job_began, log),
-                  verbose=verbose)
-        report["train_seconds"] = round(time.perf_counter() - began, 1)
-        log(f"trained in {report['train_seconds']:.0f} s")
-        if model.stop_training:  # TerminateOnNaN
-            raise FloatingPointError("training stopped: the loss became NaN")
-        run.mark_finished(settings.epochs)
+            support_multi_worker(model, strategy)
+    log(f"model: {settings.preset}, {model.count_params():,} parameters; "
+        f"strategy {settings.strategy} ({strategy.num_replicas_in_sync} replicas)")
+    train_data = dataset("train", training=True)
+    validation_data = dataset("validation", training=False)
+    steps_per_epoch, validation_steps = settings.steps_per_epoch, None
+    if settings.strategy == "multi_worker":
+        # Workers share out whole batches, and each step waits for every worker: all must
+        # take the same number of steps, or one waits forever at the end of an epoch.
+        workers = worker_count()
+        if steps_per_epoch is None:
+            steps_per_epoch = max(1, batch_count(train_data) // workers)
+            train_data = train_data.repeat()
+        validation_steps = max(1, batch_count(validation_data) // workers)
+        validation_data = validation_data.repeat()
 
-    model = keras.models.load_model(run.best_model, compile=False)
-    translator = Translator(model, text_path)
-    test_pairs, _ = readers.load_pairs(run.split_file("test"))
-    test_sources = [source for source, _ in test_pairs]
-    references = [normalize(target) for _, target in test_pairs]
+    budget = job_callbacks.TimeBudget(
+        None if settings.max_minutes is None else 60 * settings.max_minutes, run.progress)
     began = time.perf_counter()
-    hypotheses = translator.translate(test_sources)
-    log(f"translated {len(test_sources)} test sentences in "
-        f"{time.perf_counter() - began:.1f} s (greedy, cached)")
-    report["exact_match"] = exact_match(hypotheses, references)
-    for source, reference, hypothesis in list(zip(test_sources, references, hypotheses))[:examples]:
-        mark = "=" if hypothesis == reference else "x"
-        log(f"  {source}\n  {mark} {hypothesis}")
-    log(f"test exact match {100 * report['exact_match']:.1f}% "
-        f"({len(references)} sentences)")
-    return report
+    history = model.fit(train_data, validation_data=validation_data, epochs=settings.epochs,
+                        steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
+                        shuffle=False,  # the dataset shuffles itself, with the run's seed
+                        callbacks=callbacks(job, budget, log), verbose=verbose)
+    seconds = round(time.perf_counter() - began, 1)
+    if budget.spent:
+        log(f"the time budget of {settings.max_minutes:g} minutes is spent: training stopped "
+            f"after {budget.stop_elapsed:.0f} s (this session: {budget.steps} steps)")
+    log(f"trained in {seconds:.0f} s")
+    losses = history.history.get("loss", [])
+    if losses and not math.isfinite(losses[-1]):  # TerminateOnNaN stopped it
+        raise FloatingPointError("training stopped: the loss became NaN")
+    run.mark_finished(_epochs_done(run))
+    return {"train_seconds": seconds, "budget_spent": budget.spent}
+
+
+def _epochs_done(run):
+    with open(run.history) as file:
+        return sum(1 for _ in csv.DictReader(file))
+
+
+def callbacks(job, budget, log):
+    """The job's callbacks, in order: quality first (it adds val_bleu to the logs the others read)."""
+    settings, run = job.settings, job.run
+    monitor, mode = settings.keep_best, KEEP_BEST[settings.keep_best]
+    found = []
+    if settings.bleu_sentences:
+        found.append(job_callbacks.ValidationQuality(
+            job.text_path, *validation_pairs(run, settings.bleu_sentences)))
+    elif monitor == "val_bleu":
+        raise ValueError("keep_best=val_bleu needs bleu_sentences > 0")
+    found += [
+        job_callbacks.FirstStepTime(job.began, log),
+        budget,
+        keras.callbacks.BackupAndRestore(str(run.backup), double_checkpoint=True),
+        keras.callbacks.ModelCheckpoint(str(run.best_model), monitor=monitor, mode=mode,
+                                        save_best_only=True,
+                                        initial_value_threshold=best_so_far(run, monitor)),
+        keras.callbacks.CSVLogger(str(run.history), append=True),
+        keras.callbacks.TensorBoard(str(run.logs)),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+    if settings.keep_checkpoints or settings.average_last:
+        found.append(job_callbacks.RollingCheckpoints(
+            run.checkpoints, max(settings.keep_checkpoints, settings.average_last)))
+    if settings.early_stopping:
+        found.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode,
+                                                   patience=settings.early_stopping))
+    return found
+
+
+def report(job, examples, log) -> dict:
+    """Translates the test split with the kept model (and the averaged one, with average_last)."""
+    from keras_transformer.averaging import average_run
+    from keras_transformer.evaluation import score_translations
+    from keras_transformer.translator import Translator
+    from pipelines.normalization import normalize
+    from pipelines.readers import load_pairs
+
+    settings, run = job.settings, job.run
+    test_pairs = load_pairs(run.split_file("test"))[0]
+    sources = [source for source, _ in test_pairs]
+    references = [normalize(target) for _, target in test_pairs]
+    models = {"best": keras.models.load_model(run.best_model, compile=False)}
+    if settings.average_last:
+        models["averaged"], files = average_run(run, settings.average_last)
+        log(f"averaged the last {len(files)} checkpoints into {run.averaged_model}")
+    result = {}
+    for name, model in models.items():
+        translator = Translator(model, job.text_path)
+        began = time.perf_counter()
+        hypotheses = translator.translate(sources)
+        scores = score_translations(hypotheses, references)
+        log(f"translated {len(sources)} test sentences in {time.perf_counter() - began:.1f} s "
+            f"(greedy, cached) with the {name} model")
+        if name == "best":
+            result.update(exact_match=scores["exact_match"], test_bleu=scores["bleu"],
+                          test_chrf=scores["chrf"])
+            for source, reference, hypothesis in list(zip(sources, references, hypotheses))[:examples]:
+                mark = "=" if hypothesis == reference else "x"
+                log(f"  {source}\n  {mark} {hypothesis}")
+        else:
+            result.update({f"{name}_test_bleu": scores["bleu"], f"{name}_test_chrf": scores["chrf"]})
+        log(f"test ({name}): BLEU {scores['bleu']:.1f}, chrF {scores['chrf']:.1f}, exact match "
+            f"{100 * scores['exact_match']:.1f}% ({len(references)} sentences)")
+    return result
+
+
+def train(settings: TrainSettings, out, examples=5, verbose="auto", log=print):
+    """Train (or resume, or just report on) the run in `out`; returns the report as a dict."""
+    job = set_up(settings, out, log)
+    result = {"run_dir": str(job.run.path), "epochs": job.settings.epochs}
+    if is_finished(job):
+        log(f"{job.run.path} already finished {job.run.finished_epochs()} epochs; reporting on "
+            "its best model")
+    else:
+        result.update(fit(job, verbose, log))
+    result.update(report(job, examples, log))
+    return result

@@ -50,7 +50,8 @@ def tiny_settings(data, **changes):
     from keras_transformer.trainer import TrainSettings
 
     values = dict(data=str(data), preset="tiny", vocab_size=300, batch_tokens=1024,
-                  warmup_steps=100, learning_rate_scale=0.5, epochs=6, seed=0)
+                  warmup_steps=100, learning_rate_scale=0.5, epochs=6, seed=0, steps_per_epoch=0,
+                  bleu_sentences=100, overrides={"max_length": 64})
     return TrainSettings(**{**values, **changes})
 
 

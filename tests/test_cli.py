@@ -74,7 +74,7 @@ def test_killed_training_resumes_where_it_stopped(small_tsv, tmp_path):
     run = tmp_path / "resumed"
     args = ["train", "--data", small_tsv, "--preset", "tiny", "--vocab-size", 300,
             "--batch-tokens", 1024, "--warmup-steps", 50, "--epochs", 4, "--out", run,
-            "--examples", 0]
+            "--examples", 0, "--steps-per-epoch", 0, "--bleu-sentences", 50]
     first = _cli(*args)
     deadline = time.time() + 300
     while time.time() < deadline:  # kill it as soon as two epochs are done

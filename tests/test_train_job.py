@@ -1,0 +1,133 @@
+"""The train job's quality tools: a time budget (also over resumed sessions), model selection by
+validation BLEU, checkpoint averaging, and the recipes behind the defaults."""
+
+import csv
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import sacrebleu
+
+from conftest import tiny_settings
+from keras_transformer.averaging import average_run
+from keras_transformer.cli import main
+from keras_transformer.recipes import EMBEDDED, REAL_CORPUS
+from keras_transformer.run_dir import RunDir
+from keras_transformer.trainer import TrainSettings, train, validation_pairs
+from keras_transformer.translator import Translator
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def quiet(*args):
+    return None
+
+
+def history(run):
+    with open(RunDir(run).history) as file:
+        return list(csv.DictReader(file))
+
+
+def progress(run):
+    return json.loads(RunDir(run).progress.read_text())
+
+
+def test_settings_left_out_come_from_the_datas_recipe():
+    embedded = TrainSettings().resolved()
+    assert (embedded.preset, embedded.epochs, embedded.vocab_size) == (
+        EMBEDDED["preset"], EMBEDDED["epochs"], EMBEDDED["vocab_size"])
+    assert embedded.overrides == EMBEDDED["model"]  # e.g. no dropout for the grammar
+    real = TrainSettings(data="pairs.tsv", vocab_size=123, overrides={"dropout": 0.3}).resolved()
+    assert (real.steps_per_epoch, real.vocab_size, real.keep_best) == (
+        REAL_CORPUS["steps_per_epoch"], 123, REAL_CORPUS["keep_best"])
+    assert real.overrides == {**REAL_CORPUS["model"], "dropout": 0.3}  # --set wins
+    assert TrainSettings(data="x.tsv", steps_per_epoch=0).resolved().steps_per_epoch is None
+
+
+def test_time_budget_stops_within_one_step_and_the_run_reports(small_tsv, tmp_path):
+    settings = tiny_settings(small_tsv, epochs=100, steps_per_epoch=150, max_minutes=0.12,
+                             bleu_sentences=20)
+    report = train(settings, tmp_path / "run", examples=0, verbose=0, log=quiet)
+    spent = progress(tmp_path / "run")
+    assert report["budget_spent"] and spent["budget_spent"] and spent["budget_seconds"] == 0.12 * 60
+    overshoot = spent["stopped_at_seconds"] - spent["budget_seconds"]
+    last = spent["last_step_seconds"] if spent["stopped_after"] == "step" else spent["last_validation_seconds"]
+    assert 0 <= overshoot <= last + 0.05, spent  # it stopped at the end of the step that crossed
+    assert 1 <= len(history(tmp_path / "run")) < 100
+    assert "test_bleu" in report and RunDir(tmp_path / "run").best_model.exists()
+    lines = []  # a finished budgeted run only reports
+    train(settings, tmp_path / "run", examples=0, verbose=0, log=lines.append)
+    assert any("already finished" in line for line in lines)
+
+
+@pytest.mark.slow  # two processes and a minute of budget
+def test_a_resumed_budgeted_run_keeps_the_same_total_budget(small_tsv, tmp_path):
+    run = tmp_path / "budgeted"
+    budget_minutes = 1.0
+    args = [sys.executable, "-m", "keras_transformer", "train", "--data", str(small_tsv), "--preset", "tiny",
+            "--vocab-size", "300", "--epochs", "1000", "--steps-per-epoch", "40", "--bleu-sentences", "20",
+            "--max-minutes", str(budget_minutes), "--set", "max_length=64", "--out", str(run), "--examples", "0"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    first = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (RunDir(run).history.exists() and len(history(run)) >= 1):
+        assert first.poll() is None, "training ended before it could be interrupted"
+        time.sleep(0.2)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    used_before = progress(run)["train_seconds"]
+    assert 0 < used_before < 60 * budget_minutes
+
+    done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    this_session = float(re.search(r"trained in (\d+) s", done.stdout).group(1))
+    spent = progress(run)
+    assert spent["budget_spent"]
+    assert spent["stopped_at_seconds"] - 60 * budget_minutes < 5  # the same total budget ...
+    assert this_session < 60 * budget_minutes - 0.5 * used_before  # ... of which this session had the rest
+
+
+def test_validation_bleu_in_history_is_sacrebleu_of_the_kept_model(trained_run):
+    run, _ = trained_run
+    run = RunDir(run)
+    settings = run.load_settings()
+    assert settings["keep_best"] == "val_bleu"
+    best = max(float(row["val_bleu"]) for row in history(run.path))
+    model, text_path, _ = run.load_trained()
+    sources, references = validation_pairs(run, settings["bleu_sentences"])
+    hypotheses = Translator(model, text_path).translate(sources)
+    assert sacrebleu.corpus_bleu(hypotheses, [references]).score == pytest.approx(best, abs=1e-6)
+    assert all(row["val_chrf"] for row in history(run.path))
+
+
+def test_averaged_weights_are_the_mean_of_the_kept_checkpoints(small_tsv, tmp_path, capsys):
+    settings = tiny_settings(small_tsv, epochs=4, steps_per_epoch=10, keep_checkpoints=3, bleu_sentences=10)
+    train(settings, tmp_path / "run", examples=0, verbose=0, log=quiet)
+    run = RunDir(tmp_path / "run")
+    kept = sorted(run.checkpoints.glob("epoch_*.weights.h5"))
+    assert [path.name for path in kept] == ["epoch_0002.weights.h5", "epoch_0003.weights.h5",
+                                            "epoch_0004.weights.h5"]
+    model, _ = average_run(run, 3)
+    probe = keras.models.load_model(run.best_model, compile=False)
+    checkpoints = []
+    for path in kept:
+        probe.load_weights(path)
+        checkpoints.append(probe.get_weights())
+    for averaged, *each in zip(model.get_weights(), *checkpoints):
+        np.testing.assert_allclose(averaged, np.mean(each, axis=0), rtol=1e-6, atol=1e-7)
+    loaded = keras.models.load_model(run.averaged_model, compile=False)
+    _, text_path, _ = run.load_trained()
+    assert len(Translator(loaded, text_path).translate(["The dog runs.", ""])) == 2
+
+    assert main(["average", str(run.path), "--last", "2", "--sentences", "20"]) == 0
+    printed = capsys.readouterr().out
+    assert "averaged 2 checkpoints (epoch_0003.weights.h5 ... epoch_0004.weights.h5)" in printed
+    assert "validation (20 sentences), best: BLEU" in printed and "averaged: BLEU" in printed
