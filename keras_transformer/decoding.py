@@ -6,7 +6,8 @@ values live in a fixed-size cache (B, h, max_length, d_k) written in place at ea
 step; the cross-attention keys and values are computed once per source.
 
 Outputs are token ids after [START]: each row ends with [END] then padding (0), or
-stops at `max_length` tokens without [END].
+stops at `max_length` tokens without [END]. `greedy_decode_with_attention` also keeps
+every attention weight that the cached steps computed (what the attention pictures show).
 """
 
 import keras
@@ -29,16 +30,20 @@ def _choose_best(logits):
 
 class SourceContext:
     """What every decoding step needs from the source, computed once: (B, S) tokens ->
-    per-layer cross-attention keys/values and the (B, 1, S) source padding mask."""
+    per-layer cross-attention keys/values and the (B, 1, S) source padding mask; also each
+    encoder layer's self-attention weights (B, h, S, S), for attention pictures."""
 
     def __init__(self, parts, source_tokens):
-        encoder_outputs, self.source_mask = parts.encode(source_tokens)
+        encoder_outputs, self.source_mask, self.encoder_weights = parts.encode_with_attention(
+            source_tokens)
         self.cross_key_values = parts.cross_key_values(encoder_outputs)
 
     def reorder(self, indices):
         """Select batch rows (beam search tiles and reorders sources)."""
         context = SourceContext.__new__(SourceContext)
         context.source_mask = ops.take(self.source_mask, indices, axis=0)
+        context.encoder_weights = tuple(ops.take(weights, indices, axis=0)
+                                        for weights in self.encoder_weights)
         context.cross_key_values = tuple(
             (ops.take(k, indices, axis=0), ops.take(v, indices, axis=0))
             for k, v in self.cross_key_values)
@@ -52,42 +57,91 @@ def forbid_reserved(logits):
 
 
 def next_logits(parts, tokens, position, cache, context):
-    """The one step function: (B, 1) tokens at `position` -> (B, V) float32 logits, new cache."""
-    logits, cache, _ = parts.decode_step(tokens, position, cache, context.cross_key_values,
-                                         context.source_mask)
-    return forbid_reserved(logits), cache
+    """The one step function: (B, 1) tokens at `position` -> (B, V) float32 logits, new cache,
+    and the step's attention weights: per decoder layer, self (B, h, 1, max_length) and
+    cross (B, h, 1, S), as a pair of tuples."""
+    logits, cache, self_weights, cross_weights = parts.decode_step(
+        tokens, position, cache, context.cross_key_values, context.source_mask)
+    return forbid_reserved(logits), cache, (self_weights, cross_weights)
 
 
-def _token_loop(parts, source_tokens, max_length, choose, end_id=END_ID):
-    """Shared loop of greedy and sampling: choose(logits (B, V), position) -> (B,) int32.
+def _token_loop(parts, context, max_length, choose, end_id=END_ID, record=None):
+    """Shared loop of greedy, sampling and attention recording.
 
-    `end_id=None` never stops early (benchmarks time a fixed number of steps)."""
-    batch = ops.shape(source_tokens)[0]
-    context = SourceContext(parts, source_tokens)
+    Args:
+        context: the `SourceContext` of the (B, S) sources.
+        choose: (logits (B, V), position) -> (B,) int32.
+        end_id: None never stops early (benchmarks time a fixed number of steps).
+        record: optional (initial, update): extra loop state, and
+            update(state, position, weights) -> state with each step's weights from
+            `next_logits`.
+    Returns:
+        output (B, max_length) int32 and the final recorded state (() without `record`).
+    """
+    recorded, update = record or ((), lambda state, position, weights: state)
+    batch = ops.shape(context.source_mask)[0]
 
-    def cond(position, last, output, cache, finished):
+    def cond(position, last, output, cache, finished, recorded):
         return ops.logical_and(position < max_length, ops.logical_not(ops.all(finished)))
 
-    def body(position, last, output, cache, finished):
-        logits, cache = next_logits(parts, last, position, cache, context)
+    def body(position, last, output, cache, finished, recorded):
+        logits, cache, weights = next_logits(parts, last, position, cache, context)
+        recorded = update(recorded, position, weights)
         chosen = ops.where(finished, PAD_ID, choose(logits, position))
         output = ops.slice_update(output, [0, position], ops.expand_dims(chosen, 1))
         if end_id is not None:
             finished = ops.logical_or(finished, ops.equal(chosen, end_id))
-        return position + 1, ops.expand_dims(chosen, 1), output, cache, finished
+        return position + 1, ops.expand_dims(chosen, 1), output, cache, finished, recorded
 
     initial = (ops.convert_to_tensor(0, "int32"),
                ops.full((batch, 1), START_ID, "int32"),
                ops.zeros((batch, max_length), "int32"),
                parts.empty_cache(batch, max_length),
-               ops.zeros((batch,), "bool"))
-    return ops.while_loop(cond, body, initial)[2]
+               ops.zeros((batch,), "bool"),
+               recorded)
+    _, _, output, _, _, recorded = ops.while_loop(cond, body, initial)
+    return output, recorded
 
 
 def greedy_decode(model, source_tokens, max_length, end_id=END_ID):
     """(B, S) source tokens -> (B, max_length) int32: the most likely token at each step."""
-    return _token_loop(_parts(model), source_tokens, max_length,
-                       lambda logits, position: _choose_best(logits), end_id)
+    parts = _parts(model)
+    return _token_loop(parts, SourceContext(parts, source_tokens), max_length,
+                       lambda logits, position: _choose_best(logits), end_id)[0]
+
+
+def greedy_decode_with_attention(model, source_tokens, max_length, end_id=END_ID):
+    """`greedy_decode`, plus every attention weight that its cached steps computed.
+
+    Step t reads the token at position t ([START], then output token t - 1) and chooses
+    output token t; row t of each decoder buffer holds its weights. A sentence that ended
+    keeps stepping (on padding) while others have not; rows after the last step stay 0.
+
+    Returns:
+        tokens (B, max_length) int32, equal to `greedy_decode`'s; per encoder layer the
+        self weights (B, h, S, S); per decoder layer the masked self weights
+        (B, h, max_length, max_length) and the cross weights (B, h, max_length, S).
+        Weights are float32 and tuples run over layers.
+    """
+    parts = _parts(model)
+    context = SourceContext(parts, source_tokens)
+    batch, source_length = ops.shape(source_tokens)[0], ops.shape(source_tokens)[1]
+    heads = parts.num_heads
+
+    def buffers(key_length):  # one (B, h, max_length, keys) buffer per decoder layer
+        return tuple(ops.zeros((batch, heads, max_length, key_length), "float32")
+                     for _ in parts.decoder_blocks)
+
+    def update(recorded, position, weights):
+        return tuple(
+            tuple(ops.slice_update(buffer, [0, 0, position, 0], ops.cast(step, "float32"))
+                  for buffer, step in zip(layer_buffers, step_weights))
+            for layer_buffers, step_weights in zip(recorded, weights))
+
+    tokens, (self_weights, cross_weights) = _token_loop(
+        parts, context, max_length, lambda logits, position: _choose_best(logits), end_id,
+        record=((buffers(max_length), buffers(source_length)), update))
+    return tokens, context.encoder_weights, self_weights, cross_weights
 
 
 def sample_decode(model, source_tokens, max_length, temperature=1.0, top_k=None, top_p=None,
@@ -111,7 +165,7 @@ def sample_decode(model, source_tokens, max_length, temperature=1.0, top_k=None,
         logits = filter_logits(logits / temperature, top_k, top_p)
         return _choose_best(logits + ops.take(gumbel, position, axis=0))
 
-    return _token_loop(parts, source_tokens, max_length, choose)
+    return _token_loop(parts, SourceContext(parts, source_tokens), max_length, choose)[0]
 
 
 def filter_logits(logits, top_k=None, top_p=None):
@@ -160,7 +214,7 @@ def beam_search(model, source_tokens, max_length, beam_size=4, alpha=0.6):
         return ops.logical_and(position < max_length, ops.logical_not(ops.all(finished)))
 
     def body(position, last, output, cache, log_probs, finished):
-        logits, cache = next_logits(parts, last, position, cache, context)
+        logits, cache, _ = next_logits(parts, last, position, cache, context)
         step_log_probs = ops.log_softmax(logits, axis=-1)  # (B * K, V)
         step_log_probs = ops.where(ops.reshape(finished, (flat, 1)), pad_only, step_log_probs)
         candidates = ops.expand_dims(log_probs, 2) + ops.reshape(step_log_probs,
@@ -214,7 +268,7 @@ def greedy_decode_uncached(model, source_tokens, max_length, end_id=END_ID):
         # decoder input: [START] + tokens so far; later slots are padding, which the
         # causal mask hides from position `position` anyway
         inputs = ops.concatenate([ops.full((batch, 1), START_ID, "int32"), output], axis=1)
-        logits, _ = parts.decode(inputs, encoder_outputs, source_mask)
+        logits, _, _ = parts.decode(inputs, encoder_outputs, source_mask)
         logits = forbid_reserved(ops.take(logits, position, axis=1))
         chosen = ops.where(finished, PAD_ID, _choose_best(logits))
         output = ops.slice_update(output, [0, position], ops.expand_dims(chosen, 1))
@@ -234,7 +288,7 @@ def sequence_log_prob(model, source_tokens, output_tokens):
     batch = ops.shape(output_tokens)[0]
     inputs = ops.concatenate(
         [ops.full((batch, 1), START_ID, "int32"), output_tokens[:, :-1]], axis=1)
-    logits, _ = parts.decode(inputs, encoder_outputs, source_mask)
+    logits, _, _ = parts.decode(inputs, encoder_outputs, source_mask)
     token_log_probs = ops.take_along_axis(ops.log_softmax(forbid_reserved(logits), axis=-1),
                                           ops.expand_dims(output_tokens, 2), axis=2)[..., 0]
     return ops.sum(ops.where(output_tokens != PAD_ID, token_log_probs, 0.0), axis=-1)

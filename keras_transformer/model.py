@@ -76,7 +76,7 @@ class TransformerParts:
 
     `encode` once per source, `cross_key_values` once per source, then `decode_step`
     per generated token with a fixed-size cache. `decode` recomputes the whole target
-    (the reference that cached decoding must equal, and the source of attention plots).
+    (the reference that cached decoding, its logits and its attention weights, must equal).
     """
 
     def __init__(self, model: keras.Model):
@@ -102,13 +102,20 @@ class TransformerParts:
 
     def encode(self, source_tokens):
         """(B, S) -> encoder output (B, S, d_model) and source mask (B, 1, S)."""
+        x, source_mask, _ = self.encode_with_attention(source_tokens)
+        return x, source_mask
+
+    def encode_with_attention(self, source_tokens):
+        """`encode`, plus each encoder layer's self-attention weights (B, h, S, S)."""
         source_mask = key_padding_mask(source_tokens)
         x = self.source_embedding(source_tokens)
+        self_weights = []
         for block in self.encoder_blocks:
-            x = block(x, attention_mask=source_mask)
+            x, weights = block.forward(x, attention_mask=source_mask)
+            self_weights.append(weights)
         if self.encoder_norm is not None:
             x = self.encoder_norm(x)
-        return x, source_mask
+        return x, source_mask, tuple(self_weights)
 
     def logits(self, hidden):
         """(B, T, d_model) decoder output -> (B, T, vocab) float32."""
@@ -119,14 +126,17 @@ class TransformerParts:
         return ops.cast(self.output_projection(hidden), "float32")
 
     def decode(self, target_tokens, encoder_outputs, source_mask):
-        """Full recomputation: logits (B, T, vocab) and each layer's cross weights (B, h, T, S)."""
+        """Full recomputation: logits (B, T, vocab) and, per layer, the masked self weights
+        (B, h, T, T) and the cross weights (B, h, T, S)."""
         y = self.target_embedding(target_tokens)
         target_mask = decoder_self_attention_mask(target_tokens)
-        cross_weights = []
+        self_weights, cross_weights = [], []
         for block in self.decoder_blocks:
-            y, _, weights = block.forward(y, encoder_outputs, target_mask, source_mask)
-            cross_weights.append(weights)
-        return self.logits(y), cross_weights
+            y, layer_self_weights, layer_cross_weights = block.forward(
+                y, encoder_outputs, target_mask, source_mask)
+            self_weights.append(layer_self_weights)
+            cross_weights.append(layer_cross_weights)
+        return self.logits(y), tuple(self_weights), tuple(cross_weights)
 
     def cross_key_values(self, encoder_outputs):
         """Per decoder layer, cross-attention (keys, values), each (B, h, S, d_k)."""
@@ -145,16 +155,18 @@ class TransformerParts:
             tokens: (B, 1) the tokens at `position` (a traced int is fine).
             cache: from `empty_cache` or the previous step.
         Returns:
-            logits (B, vocab) float32, the updated cache, cross weights per layer (B, h, 1, S).
+            logits (B, vocab) float32, the updated cache and, per layer, the self weights
+            (B, h, 1, max_length) over the cache and the cross weights (B, h, 1, S).
         """
         y = self.target_embedding(tokens, start_position=position)
-        new_cache, cross_weights = [], []
+        new_cache, self_weights, cross_weights = [], [], []
         for block, layer_cache, key_value in zip(self.decoder_blocks, cache, cross_key_values):
-            y, layer_cache, weights = block.step(y, position, layer_cache, key_value,
-                                                 source_mask)
+            y, layer_cache, layer_self_weights, layer_cross_weights = block.step(
+                y, position, layer_cache, key_value, source_mask)
             new_cache.append(layer_cache)
-            cross_weights.append(weights)
-        return self.logits(y)[:, 0, :], tuple(new_cache), cross_weights
+            self_weights.append(layer_self_weights)
+            cross_weights.append(layer_cross_weights)
+        return self.logits(y)[:, 0, :], tuple(new_cache), tuple(self_weights), tuple(cross_weights)
 
 
 def _numbered_layers(model, prefix):

@@ -76,24 +76,19 @@ class Translator:
                 translations[i] = text.decode("utf-8")
         return translations
 
-    def attention(self, sentence, layer=-1):
-        """Greedy translation of one sentence and the cross-attention that produced it.
+    def attention(self, sentence):
+        """Greedy translation of one sentence and every attention weight that produced it.
 
-        Returns (weights (h, T, S) of decoder layer `layer`, source token strings,
-        output token strings); T counts the generated tokens including [END].
+        The weights are the ones the cached decoding computed step by step (its tokens are
+        `translate_ids`'s greedy output). Returns an `attention_maps.AttentionMaps`.
         """
-        source = self.source_ids([sentence])
-        output = np.asarray(self.translate_ids(source))[0]
-        ends = np.flatnonzero(output == decoding.END_ID)
-        output = output[: ends[0] + 1] if len(ends) else output
-        decoder_input = np.concatenate([[decoding.START_ID], output[:-1]])[None].astype("int32")
-        encoder_outputs, source_mask = self.parts.encode(source)
-        _, cross_weights = self.parts.decode(decoder_input, encoder_outputs, source_mask)
-        weights = np.asarray(cross_weights[layer])[0]
-        source_tokens = [self.source_tokenizer.id_to_token(int(i))
-                         for i in np.asarray(source)[0]]
-        output_tokens = [self.target_tokenizer.id_to_token(int(i)) for i in output]
-        return weights, source_tokens, output_tokens
+        from keras_transformer.attention_maps import AttentionMaps
+
+        source = np.asarray(self.source_ids([sentence]))
+        decoded = decoding.greedy_decode_with_attention(self.parts, source, self.max_length)
+        return AttentionMaps.from_decoding(sentence, source[0], decoded,
+                                           self.source_tokenizer.id_to_token,
+                                           self.target_tokenizer.id_to_token)
 
 
 def load_translator(run_dir, jit_compile=False):

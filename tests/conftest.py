@@ -64,3 +64,25 @@ def trained_run(tmp_path_factory, small_tsv):
     report = train(tiny_settings(small_tsv), out, examples=0, verbose=0, log=lambda *a: None)
     keras.config.set_dtype_policy("float32")
     return out, report
+
+
+TOKENS = {0: "[PAD]", 1: "[UNK]", 2: "[START]", 3: "[END]", 5: "<b>", 6: "&amp;", 7: "él"}
+
+
+@pytest.fixture(scope="session")
+def attention_maps():
+    """(AttentionMaps, the raw greedy_decode_with_attention result) of an untrained tiny
+    model on one sentence; some tokens need escaping in HTML."""
+    from keras_transformer import decoding
+    from keras_transformer.attention_maps import AttentionMaps
+
+    keras.utils.set_random_seed(3)
+    model = build_transformer(preset("tiny", source_vocab_size=20, target_vocab_size=20))
+    source = np.array([[2, 5, 6, 7, 8, 3]], "int32")
+    decoded = decoding.greedy_decode_with_attention(model, source, 7)
+
+    def token(i):
+        return TOKENS.get(i, f"w{i}")
+
+    maps = AttentionMaps.from_decoding("<b> &amp; él w8", source[0], decoded, token, token)
+    return maps, decoded

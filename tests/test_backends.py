@@ -40,6 +40,11 @@ before = float(model.evaluate(inputs, labels, verbose=0))
 model.train_on_batch(inputs, labels)
 after = float(model.evaluate(inputs, labels, verbose=0))
 print("loss_before", before, "loss_after", after)
+
+from keras_transformer import decoding
+tokens, _, masked, _ = decoding.greedy_decode_with_attention(model, data["source"], 5)
+assert (np.asarray(tokens) == np.asarray(decoding.greedy_decode(model, data["source"], 5))).all()
+print("masked_future_max", max(float(np.triu(np.asarray(w), 1).max()) for w in masked))
 assert "tensorflow" not in sys.modules
 """
 
@@ -65,3 +70,4 @@ def test_keras_file_saved_under_tensorflow_runs_and_trains_under_jax(tiny_model,
     values = dict(zip(result.stdout.split()[::2], map(float, result.stdout.split()[1::2])))
     assert values["max_abs_diff"] < 1e-5
     assert values["loss_after"] < values["loss_before"]
+    assert values["masked_future_max"] == 0.0  # cached decoding's weights, under JAX too

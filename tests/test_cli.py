@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import sacrebleu
 
@@ -117,8 +118,33 @@ def test_translate_evaluate_and_attention(trained_run, tmp_path, capsys):
     picture = tmp_path / "attention.png"
     assert main(["attention", str(run), "The red houses are big.", "--out", str(picture)]) == 0
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = tmp_path / "attention.html"
+    assert main(["attention", str(run), "The red houses are big.", "--kind", "masked",
+                 "--layer", "all", "--html", str(page)]) == 0
+    assert "<svg" in page.read_text(encoding="utf-8")
+    assert not (ROOT / "attention.png").exists()  # --html alone writes no figure
+    assert main(["attention", str(run), "The red houses are big.", "--layer", "2"]) == 2
+    assert "the model has 2 layers" in capsys.readouterr().err
     assert main(["positional", "--out", str(tmp_path / "pe.png")]) == 0
     assert (tmp_path / "pe.png").stat().st_size > 1000
+
+
+def test_attention_comes_from_the_translation(trained_run):
+    from keras_transformer.translator import load_translator
+
+    translator = load_translator(trained_run[0])
+    sentence = "The red houses are big."
+    maps = translator.attention(sentence)
+    ids = np.asarray(translator.translate_ids(translator.source_ids([sentence])))[0]
+    steps = len(maps.output_tokens)
+    assert maps.output_tokens == [translator.target_tokenizer.id_to_token(int(i))
+                                  for i in ids[:steps]]
+    assert maps.source_tokens[0] == "[START]" and maps.source_tokens[-1] == "[END]"
+    layers, heads = translator.parts.num_layers, translator.parts.num_heads
+    assert maps.masked.shape == (layers, heads, steps, steps)
+    assert maps.cross.shape == (layers, heads, steps, len(maps.source_tokens))
+    assert np.all(np.triu(maps.masked, k=1) == 0.0)
+    np.testing.assert_allclose(maps.masked.sum(-1), 1.0, atol=1e-5)
 
 
 def test_beam_and_sampling_from_the_command_line(trained_run, capsys):

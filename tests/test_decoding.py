@@ -51,8 +51,8 @@ def test_cached_step_logits_equal_full_recomputation(trained_model, sources):
     context = decoding.SourceContext(parts, sources)
     cache = parts.empty_cache(4, 7)
     for t in range(7):
-        logits, cache, _ = parts.decode_step(target[:, t:t + 1], t, cache,
-                                             context.cross_key_values, context.source_mask)
+        logits, cache, _, _ = parts.decode_step(target[:, t:t + 1], t, cache,
+                                                context.cross_key_values, context.source_mask)
         np.testing.assert_allclose(logits, full_logits[:, t], atol=1e-4)
 
 
@@ -67,6 +67,46 @@ def test_cached_greedy_equals_uncached_greedy(trained_model, sources, jit_compil
                              jit_compile=jit_compile, autograph=False)
         tokens = search(tf.constant(sources))
     np.testing.assert_array_equal(tokens, expected)
+
+
+@pytest.mark.parametrize("jit_compile", [None, True])
+def test_recorded_attention_equals_full_recomputation(trained_model, sources, jit_compile):
+    """The weights the cached steps computed are those of the whole generated prefix
+    recomputed at once; masked self-attention is exactly 0 above the diagonal."""
+    if jit_compile is None:  # eager
+        decoded = decoding.greedy_decode_with_attention(trained_model, sources, MAX_LENGTH)
+    else:
+        search = tf.function(
+            lambda s: decoding.greedy_decode_with_attention(trained_model, s, MAX_LENGTH),
+            jit_compile=jit_compile, autograph=False)
+        decoded = search(tf.constant(sources))
+    tolerance = 1e-5 if jit_compile is None else 1e-4  # XLA rounds in its own order
+    tokens, encoder, masked, cross = (np.asarray(decoded[0]),
+                                      *[[np.asarray(w) for w in ws] for ws in decoded[1:]])
+    np.testing.assert_array_equal(tokens,
+                                  decoding.greedy_decode(trained_model, sources, MAX_LENGTH))
+    parts = TransformerParts(trained_model)
+    encoder_outputs, source_mask, full_encoder = parts.encode_with_attention(sources)
+    inputs = np.concatenate([np.full((4, 1), decoding.START_ID, "int32"), tokens[:, :-1]], 1)
+    _, full_masked, full_cross = parts.decode(inputs, encoder_outputs, source_mask)
+    assert len(encoder) == len(masked) == len(cross) == parts.num_layers
+    for layer in range(parts.num_layers):
+        assert masked[layer].shape == (4, 4, MAX_LENGTH, MAX_LENGTH)
+        assert cross[layer].shape == (4, 4, MAX_LENGTH, 6)
+        np.testing.assert_allclose(encoder[layer], full_encoder[layer], atol=tolerance)
+        assert np.all(np.triu(masked[layer], k=1) == 0.0)  # the future: exactly 0
+        for row, output in enumerate(tokens):
+            ends = np.flatnonzero(output == decoding.END_ID)
+            steps = ends[0] + 1 if len(ends) else MAX_LENGTH  # the steps that generated
+            np.testing.assert_allclose(masked[layer][row, :, :steps],
+                                       np.asarray(full_masked[layer])[row, :, :steps],
+                                       atol=tolerance)
+            np.testing.assert_allclose(cross[layer][row, :, :steps],
+                                       np.asarray(full_cross[layer])[row, :, :steps],
+                                       atol=tolerance)
+            for weights in (masked[layer], cross[layer]):
+                np.testing.assert_allclose(weights[row, :, :steps].sum(-1), 1.0, atol=1e-5)
+        assert np.all(cross[layer][2, :, :, 2:] == 0.0)  # source padding: exactly 0
 
 
 def test_stops_per_sentence_and_batch_equals_one_at_a_time(trained_model, sources):

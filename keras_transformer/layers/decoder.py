@@ -106,7 +106,8 @@ class DecoderBlock(keras.layers.Layer):
             cross_key_value: from `cross_key_value(encoder_outputs)`.
             cross_attention_mask: bool (B, 1, S), source padding.
         Returns:
-            output (B, 1, d_model), the updated cache, cross weights (B, h, 1, S).
+            output (B, 1, d_model), the updated cache, self weights (B, h, 1, L) (exactly 0
+            after position t) and cross weights (B, h, 1, S).
         """
         x = self.self_attention_connection.start(inputs)
         new_key, new_value = self.self_attention.project_key_value(x)
@@ -115,11 +116,11 @@ class DecoderBlock(keras.layers.Layer):
         keys = ops.slice_update(keys, start, ops.cast(new_key, keys.dtype))
         values = ops.slice_update(values, start, ops.cast(new_value, values.dtype))
         visible = ops.expand_dims(causal_mask(1, ops.shape(keys)[2], position), 0)  # (1, 1, L)
-        attended, _ = self.self_attention.attend_projected(x, keys, values, visible)
+        attended, self_weights = self.self_attention.attend_projected(x, keys, values, visible)
         x = self.self_attention_connection.finish(inputs, attended)
         outputs, cross_weights = self._cross_and_feed_forward(
             x, cross_key_value, cross_attention_mask, None)
-        return outputs, (keys, values), cross_weights
+        return outputs, (keys, values), self_weights, cross_weights
 
     def compute_output_shape(self, inputs_shape, encoder_outputs_shape=None):
         return inputs_shape
