@@ -1,8 +1,3 @@
-import os
-
-# TensorFlow's C++ start-up chatter (CPU features, CUDA probing) hides the job's output.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from keras_transformer.cli import main  # noqa: E402
+from keras_transformer.cli import main
 
 raise SystemExit(main())

@@ -10,6 +10,7 @@ import csv
 import dataclasses
 import math
 import time
+import warnings
 
 import keras
 
@@ -258,10 +259,14 @@ def fit(job, verbose, log) -> dict:
     budget = job_callbacks.TimeBudget(
         None if settings.max_minutes is None else 60 * settings.max_minutes, run.progress)
     began = time.perf_counter()
-    history = model.fit(train_data, validation_data=validation_data, epochs=settings.epochs,
-                        steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
-                        shuffle=False,  # the dataset shuffles itself, with the run's seed
-                        callbacks=callbacks(job, budget, log), verbose=verbose)
+    with warnings.catch_warnings():
+        # Keras warns at the end of every pass over data whose length tf.data cannot tell in
+        # advance (bucketed batches): "Your input ran out of data". That end is expected.
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        history = model.fit(train_data, validation_data=validation_data, epochs=settings.epochs,
+                            steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
+                            shuffle=False,  # the dataset shuffles itself, with the run's seed
+                            callbacks=callbacks(job, budget, log), verbose=verbose)
     seconds = round(time.perf_counter() - began, 1)
     if budget.spent:
         log(f"the time budget of {settings.max_minutes:g} minutes is spent: training stopped "

@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from keras_transformer import export as ex
 from keras_transformer.cli import main
 from keras_transformer.run_dir import RunDir
+from pipelines.tokenizers import END_ID, START_ID
 
 # Quantized greedy translations must equal the float32 ones (whole sentences, exactly) on at
 # least these fractions. A greedy step flips only where the two best logits are closer than
@@ -140,7 +141,7 @@ def copy_export(tmp_path_factory):
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=MaskedSparseCrossEntropy(0.0))
     ids = np.zeros((1024, length + 1), "int32")  # [START] w ... [END] 0 ...
     for row, size in enumerate(rng.integers(1, length - 1, size=len(ids))):
-        ids[row, :size + 2] = [ex.START_ID, *rng.choice(word_ids, size), ex.END_ID]
+        ids[row, :size + 2] = [START_ID, *rng.choice(word_ids, size), END_ID]
     model.fit([ids[:, :-1], ids[:, :-2]], ids[:, 1:-1], batch_size=32, epochs=8, verbose=0)
     keras.config.set_dtype_policy("float32")
 
@@ -443,7 +444,7 @@ def test_long_sentences_are_truncated_to_max_length(case):
     saved = case.translate(sentences)
     assert saved == [saved[0]] * 3
     assert _lite_translate(case.runners["translate"], sentences) == saved
-    ids = np.array([[ex.START_ID] + [9] * (3 * max_length) + [ex.END_ID]])
+    ids = np.array([[START_ID] + [9] * (3 * max_length) + [END_ID]])
     np.testing.assert_array_equal(case.translate_ids(ids),
                                   case.translate_ids(ids[:, :max_length]))
 
