@@ -3,7 +3,6 @@
 import argparse
 import dataclasses
 import json
-import os
 import sys
 
 from keras_transformer.config import PRESETS, TransformerConfig
@@ -421,34 +420,7 @@ EXTRAS = {"tensorflow": "tensorflow", "tensorflow_text": "tensorflow", "sentence
           "sacrebleu": "tensorflow", "matplotlib": "plots", "ai_edge_litert": "tflite"}
 
 
-def import_tensorflow_quietly():
-    """Imports TensorFlow and finds its devices with the standard error stream closed: its C++
-    start-up lines (CPU features, CUDA probing, and on a machine without a GPU "failed call to
-    cuInit") are no failure of the job. Later messages, and any exception, show as usual."""
-    if "tensorflow" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        import tensorflow as tf
-        try:
-            import tensorflow_text  # noqa: F401  (its libraries log when they load, too)
-        except ImportError:
-            pass
-        tf.config.list_physical_devices()
-    finally:
-        os.dup2(saved, 2)
-        os.close(devnull)
-        os.close(saved)
-
-
 def main(argv=None):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's info and warning lines
-    try:  # first: the parser imports Keras, which imports its backend
-        import_tensorflow_quietly()
-    except ImportError:
-        pass  # a command that needs it says so (EXTRAS)
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)

@@ -6,8 +6,10 @@ values live in a fixed-size cache (B, h, max_length, d_k) written in place at ea
 step; the cross-attention keys and values are computed once per source.
 
 Outputs are token ids after [START]: each row ends with [END] then padding (0), or
-stops at `max_length` tokens without [END]. `greedy_decode_with_attention` also keeps
-every attention weight that the cached steps computed (what the attention pictures show).
+stops at `max_length` tokens without [END]. Every search takes `no_repeat_ngram=n`: a
+token that would repeat an n-gram of its own output is never chosen (0, the default: off).
+`greedy_decode_with_attention` also keeps every attention weight that the cached steps
+computed (what the attention pictures show).
 """
 
 import keras
@@ -41,12 +43,8 @@ class SourceContext:
     def reorder(self, indices):
         """Select batch rows (beam search tiles and reorders sources)."""
         context = SourceContext.__new__(SourceContext)
-        context.source_mask = ops.take(self.source_mask, indices, axis=0)
-        context.encoder_weights = tuple(ops.take(weights, indices, axis=0)
-                                        for weights in self.encoder_weights)
-        context.cross_key_values = tuple(
-            (ops.take(k, indices, axis=0), ops.take(v, indices, axis=0))
-            for k, v in self.cross_key_values)
+        context.source_mask, context.encoder_weights, context.cross_key_values = _take_rows(
+            (self.source_mask, self.encoder_weights, self.cross_key_values), indices)
         return context
 
 
@@ -65,13 +63,15 @@ def next_logits(parts, tokens, position, cache, context):
     return forbid_reserved(logits), cache, (self_weights, cross_weights)
 
 
-def _token_loop(parts, context, max_length, choose, end_id=END_ID, record=None):
+def _token_loop(parts, context, max_length, choose, end_id=END_ID, no_repeat_ngram=0,
+                record=None):
     """Shared loop of greedy, sampling and attention recording.
 
     Args:
         context: the `SourceContext` of the (B, S) sources.
         choose: (logits (B, V), position) -> (B,) int32.
         end_id: None never stops early (benchmarks time a fixed number of steps).
+        no_repeat_ngram: n > 0 forbids repeating an n-gram (see `ban_repeated_ngrams`).
         record: optional (initial, update): extra loop state, and
             update(state, position, weights) -> state with each step's weights from
             `next_logits`.
@@ -87,6 +87,7 @@ def _token_loop(parts, context, max_length, choose, end_id=END_ID, record=None):
     def body(position, last, output, cache, finished, recorded):
         logits, cache, weights = next_logits(parts, last, position, cache, context)
         recorded = update(recorded, position, weights)
+        logits = ban_repeated_ngrams(logits, output, position, no_repeat_ngram)
         chosen = ops.where(finished, PAD_ID, choose(logits, position))
         output = ops.slice_update(output, [0, position], ops.expand_dims(chosen, 1))
         if end_id is not None:
@@ -103,11 +104,13 @@ def _token_loop(parts, context, max_length, choose, end_id=END_ID, record=None):
     return output, recorded
 
 
-def greedy_decode(model, source_tokens, max_length, end_id=END_ID):
-    """(B, S) source tokens -> (B, max_length) int32: the most likely token at each step."""
+def greedy_decode(model, source_tokens, max_length, end_id=END_ID, no_repeat_ngram=0):
+    """(B, S) source tokens -> (B, max_length) int32: the most likely token at each step
+    (that repeats no n-gram of its output when `no_repeat_ngram` = n > 0)."""
     parts = _parts(model)
     return _token_loop(parts, SourceContext(parts, source_tokens), max_length,
-                       lambda logits, position: _choose_best(logits), end_id)[0]
+                       lambda logits, position: _choose_best(logits), end_id,
+                       no_repeat_ngram)[0]
 
 
 def greedy_decode_with_attention(model, source_tokens, max_length, end_id=END_ID):
@@ -145,9 +148,10 @@ def greedy_decode_with_attention(model, source_tokens, max_length, end_id=END_ID
 
 
 def sample_decode(model, source_tokens, max_length, temperature=1.0, top_k=None, top_p=None,
-                  seed=0):
+                  seed=0, no_repeat_ngram=0):
     """Sampling from softmax(logits / temperature), optionally restricted to the `top_k`
-    most likely tokens and/or the smallest set whose probability reaches `top_p`.
+    most likely tokens and/or the smallest set whose probability reaches `top_p`, and to
+    tokens that repeat no n-gram of the output when `no_repeat_ngram` = n > 0.
 
     Reproducible: the same seed gives the same tokens. Uses the Gumbel-max trick with
     noise drawn once for all steps, (max_length, B, V), so no random state is carried.
@@ -165,7 +169,8 @@ def sample_decode(model, source_tokens, max_length, temperature=1.0, top_k=None,
         logits = filter_logits(logits / temperature, top_k, top_p)
         return _choose_best(logits + ops.take(gumbel, position, axis=0))
 
-    return _token_loop(parts, SourceContext(parts, source_tokens), max_length, choose)[0]
+    return _token_loop(parts, SourceContext(parts, source_tokens), max_length, choose,
+                       no_repeat_ngram=no_repeat_ngram)[0]
 
 
 def filter_logits(logits, top_k=None, top_p=None):
@@ -188,67 +193,132 @@ def length_penalty(lengths, alpha):
     return ops.power((5.0 + ops.cast(lengths, "float32")) / 6.0, alpha)
 
 
-def beam_search(model, source_tokens, max_length, beam_size=4, alpha=0.6):
-    """Beam search with GNMT length normalization.
+def beam_search(model, source_tokens, max_length, beam_size=4, alpha=0.6, no_repeat_ngram=0):
+    """Beam search where finished hypotheses leave the beam (as fairseq's does).
 
-    Keeps the `beam_size` best prefixes by summed log-probability; a prefix that emits
-    [END] is finished and keeps its score. The search stops when every beam is finished
-    or at `max_length`; hypotheses are then ranked by log_prob / length_penalty.
+    Each step extends the K live hypotheses of a sentence by every token and takes the
+    best 2K by summed log-probability. Those ending in [END] among the best K go to the
+    sentence's pool of at most K finished hypotheses, ranked by log_prob / length_penalty
+    (GNMT); the best K that do not end are the next live beams, so K hypotheses keep
+    searching after one finishes. A sentence is done when its pool holds K hypotheses
+    (fairseq's rule); the search stops when every sentence is done or at `max_length`,
+    where live hypotheses fill the pool wherever they score better. Only an [END] among
+    the best K counts, as in fairseq: one that no width-K beam would take is no hypothesis
+    of this search, and beam_size=1 is then exactly greedy decoding.
 
+    Args:
+        source_tokens: (B, S) int32.
+        no_repeat_ngram: n > 0 forbids a token that would repeat an n-gram of its hypothesis.
     Returns:
-        tokens (B, K, max_length) int32, best first; scores (B, K) length-normalized;
-        log_probs (B, K), the model's own summed log-probability of each hypothesis.
+        tokens (B, K, max_length) int32, best first, each ending with [END] then 0s or
+        filling max_length; scores (B, K) length-normalized; log_probs (B, K), the
+        model's own summed log-probability of each hypothesis.
     """
     parts = _parts(model)
-    batch = ops.shape(source_tokens)[0]
-    k = beam_size
-    flat = batch * k
-    vocab_size = parts.target_embedding.vocab_size
+    batch, k = ops.shape(source_tokens)[0], beam_size
     # every source repeated k times: row b * k + j is beam j of sentence b
-    context = SourceContext(parts, source_tokens).reorder(
-        ops.repeat(ops.arange(batch), k))
-    # finished beams may only extend themselves with padding, at no cost
-    pad_only = ops.where(ops.arange(vocab_size) == PAD_ID, 0.0, float("-inf"))
+    context = SourceContext(parts, source_tokens).reorder(ops.repeat(ops.arange(batch), k))
 
-    def cond(position, last, output, cache, log_probs, finished):
-        return ops.logical_and(position < max_length, ops.logical_not(ops.all(finished)))
+    def cond(position, last, cache, live, pool):
+        return ops.logical_and(position < max_length, ops.logical_not(ops.all(_is_full(pool))))
 
-    def body(position, last, output, cache, log_probs, finished):
+    def body(position, last, cache, live, pool):
         logits, cache, _ = next_logits(parts, last, position, cache, context)
-        step_log_probs = ops.log_softmax(logits, axis=-1)  # (B * K, V)
-        step_log_probs = ops.where(ops.reshape(finished, (flat, 1)), pad_only, step_log_probs)
-        candidates = ops.expand_dims(log_probs, 2) + ops.reshape(step_log_probs,
-                                                                 (batch, k, vocab_size))
-        log_probs, best = ops.top_k(ops.reshape(candidates, (batch, k * vocab_size)), k)
-        beam = best // vocab_size
-        token = ops.cast(best % vocab_size, "int32")                  # (B, K)
-        rows = ops.reshape(beam + ops.expand_dims(ops.arange(batch) * k, 1), (flat,))
-        output = ops.take(output, rows, axis=0)
-        cache = tuple((ops.take(keys, rows, axis=0), ops.take(values, rows, axis=0))
-                      for keys, values in cache)
-        finished = ops.take(ops.reshape(finished, (flat,)), rows, axis=0)
-        token = ops.reshape(token, (flat,))
-        output = ops.slice_update(output, [0, position], ops.expand_dims(token, 1))
-        finished = ops.logical_or(finished, ops.equal(token, END_ID))
-        return (position + 1, ops.expand_dims(token, 1), output, cache, log_probs,
-                ops.reshape(finished, (batch, k)))
+        live_tokens, live_log_probs = live
+        step_log_probs = ban_repeated_ngrams(  # (B * K, V)
+            ops.log_softmax(logits, axis=-1), ops.reshape(live_tokens, (-1, max_length)),
+            position, no_repeat_ngram)
+        tokens, log_probs, beams = _best_extensions(live, step_log_probs, position, 2 * k)
+        ends = ops.take(tokens, position, axis=2) == END_ID  # (B, 2K)
+        finishing = ops.logical_and(ends, ops.arange(2 * k) < k)
+        finishing = ops.logical_and(finishing, ops.logical_not(_is_full(pool))[:, None])
+        scores = log_probs / length_penalty(position + 1, alpha)
+        pool = _best_of(pool, (tokens, ops.where(finishing, scores, float("-inf")), log_probs), k)
+        live_log_probs, chosen = ops.top_k(ops.where(ends, float("-inf"), log_probs), k)
+        live_tokens = ops.take_along_axis(tokens, chosen[..., None], axis=1)  # (B, K, L)
+        rows = ops.take_along_axis(beams, chosen, axis=1) + ops.arange(batch)[:, None] * k
+        cache = _take_rows(cache, ops.reshape(rows, (-1,)))
+        last = ops.reshape(ops.take(live_tokens, position, axis=2), (-1, 1))
+        return position + 1, last, cache, (live_tokens, live_log_probs), pool
 
     # only beam 0 is live at the start, so the first step does not pick k copies
     first = ops.where(ops.arange(k) == 0, 0.0, float("-inf"))
-    initial = (ops.convert_to_tensor(0, "int32"),
-               ops.full((flat, 1), START_ID, "int32"),
-               ops.zeros((flat, max_length), "int32"),
-               parts.empty_cache(flat, max_length),
-               ops.tile(ops.expand_dims(first, 0), (batch, 1)),
-               ops.zeros((batch, k), "bool"))
-    _, _, output, _, log_probs, _ = ops.while_loop(cond, body, initial)
-    output = ops.reshape(output, (batch, k, max_length))
-    lengths = ops.sum(ops.cast(output != PAD_ID, "int32"), axis=-1)
-    scores = log_probs / length_penalty(lengths, alpha)
-    order = ops.flip(ops.argsort(scores, axis=-1), axis=-1)  # best first
-    return (ops.take_along_axis(output, ops.expand_dims(order, 2), axis=1),
-            ops.take_along_axis(scores, order, axis=1),
-            ops.take_along_axis(log_probs, order, axis=1))
+    live = (ops.zeros((batch, k, max_length), "int32"),
+            ops.tile(ops.expand_dims(first, 0), (batch, 1)))
+    pool = (ops.zeros((batch, k, max_length), "int32"), ops.full((batch, k), float("-inf")),
+            ops.zeros((batch, k)))
+    initial = (ops.convert_to_tensor(0, "int32"), ops.full((batch * k, 1), START_ID, "int32"),
+               parts.empty_cache(batch * k, max_length), live, pool)
+    _, _, _, (live_tokens, live_log_probs), pool = ops.while_loop(cond, body, initial)
+    # sentences not done reached max_length: their live hypotheses may fill the pool
+    lengths = ops.sum(ops.cast(live_tokens != PAD_ID, "int32"), axis=-1)
+    scores = ops.where(_is_full(pool)[:, None], float("-inf"),
+                       live_log_probs / length_penalty(lengths, alpha))
+    return _best_of(pool, (live_tokens, scores, live_log_probs), k)
+
+
+def _best_extensions(live, step_log_probs, position, n):
+    """The n best one-token extensions of each sentence's K live hypotheses.
+
+    Args:
+        live: tokens (B, K, L) and summed log_probs (B, K).
+        step_log_probs: (B * K, V) of the token at `position`.
+    Returns:
+        tokens (B, n, L) with the new token at `position`, log_probs (B, n) best first,
+        and the live beam (B, n) in 0..K-1 each extends.
+    """
+    live_tokens, live_log_probs = live
+    batch, k, length = ops.shape(live_tokens)
+    vocab_size = ops.shape(step_log_probs)[-1]
+    candidates = ops.expand_dims(live_log_probs, 2) + ops.reshape(step_log_probs,
+                                                                  (batch, k, vocab_size))
+    log_probs, best = ops.top_k(ops.reshape(candidates, (batch, k * vocab_size)), n)
+    beams, token = best // vocab_size, ops.cast(best % vocab_size, "int32")
+    tokens = ops.take_along_axis(live_tokens, ops.expand_dims(beams, 2), axis=1)
+    tokens = ops.where(ops.arange(length) == position, ops.expand_dims(token, 2), tokens)
+    return tokens, log_probs, beams
+
+
+def _best_of(pool, candidates, k):
+    """The k best by score of a pool and candidates, each (tokens (B, N, L), scores (B, N),
+    log_probs (B, N)); -inf scores mark empty slots. Best first; ties keep the pool's."""
+    tokens, scores, log_probs = (ops.concatenate(pair, axis=1) for pair in zip(pool, candidates))
+    scores, best = ops.top_k(scores, k)
+    return (ops.take_along_axis(tokens, ops.expand_dims(best, 2), axis=1), scores,
+            ops.take_along_axis(log_probs, best, axis=1))
+
+
+def _is_full(pool):
+    """(B,) bool: the sentence's pool holds K finished hypotheses (fairseq's stopping rule)."""
+    return ops.all(pool[1] > float("-inf"), axis=-1)
+
+
+def _take_rows(structure, rows):
+    """Rows `rows` (N,) of every tensor of a nested structure (a cache, a source context)."""
+    return keras.tree.map_structure(lambda tensor: ops.take(tensor, rows, axis=0), structure)
+
+
+def ban_repeated_ngrams(scores, tokens, position, n):
+    """(R, V) scores with -inf on every token that would complete an n-gram already in its row.
+
+    `tokens` (R, L) holds each hypothesis in positions < `position`; the next token goes at
+    `position`. Fixed shapes: the last n - 1 tokens are compared with every window of the
+    buffer, and the ids that followed the matching windows are scattered into an (R, V)
+    mask. n = 0 returns the scores unchanged.
+    """
+    length = tokens.shape[1]
+    if not n or n > length:
+        return scores
+    windows = ops.stack([tokens[:, i:length - n + 1 + i] for i in range(n)], axis=-1)  # (R, W, n)
+    previous = ops.take(tokens, ops.maximum(position - n + 1 + ops.arange(n - 1), 0), axis=1)
+    seen = ops.all(windows[..., :-1] == ops.expand_dims(previous, 1), axis=-1)  # (R, W)
+    seen = ops.logical_and(seen, ops.arange(length - n + 1) <= position - n)  # windows so far
+    rows = ops.shape(scores)[0]
+    row_ids = ops.broadcast_to(ops.arange(rows)[:, None], ops.shape(seen))
+    indices = ops.reshape(ops.stack([row_ids, windows[..., -1]], axis=-1), (-1, 2))
+    banned = ops.scatter(indices, ops.reshape(ops.cast(seen, "int32"), (-1,)),
+                         (rows, ops.shape(scores)[1]))
+    return ops.where(banned > 0, float("-inf"), scores)
 
 
 def greedy_decode_uncached(model, source_tokens, max_length, end_id=END_ID):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import random_tokens
-from keras_transformer import build_transformer
+from keras_transformer import build_transformer, decoding
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,6 +32,12 @@ data = np.load(sys.argv[2])
 model = keras.models.load_model(sys.argv[1])
 logits = np.asarray(model([data["source"], data["target"]]))
 print("max_abs_diff", float(np.abs(logits - data["logits"]).max()))
+
+from keras_transformer import decoding  # beam search: the cache gather, the n-gram scatter
+tokens, scores, _ = decoding.beam_search(model, data["source"], 6, beam_size=3,
+                                         no_repeat_ngram=2)
+assert (np.asarray(tokens) == data["beam_tokens"]).all(), np.asarray(tokens)
+print("beam_score_diff", float(np.abs(np.asarray(scores) - data["beam_scores"]).max()))
 
 inputs, labels = [data["source"], data["target"][:, :-1]], data["target"][:, 1:]
 model.compile(optimizer=keras.optimizers.Adam(1e-2),
@@ -56,8 +62,11 @@ def test_keras_file_saved_under_tensorflow_runs_and_trains_under_jax(tiny_model,
     rng = np.random.default_rng(0)
     source, target = random_tokens(rng, 4, 6, 41), random_tokens(rng, 4, 5, 43)
     source[0, 4:] = 0  # padding travels too
+    beam_tokens, beam_scores, _ = decoding.beam_search(tiny_model, source, 6, beam_size=3,
+                                                       no_repeat_ngram=2)
     np.savez(tmp_path / "batch.npz", source=source, target=target,
-             logits=np.asarray(tiny_model([source, target])))
+             logits=np.asarray(tiny_model([source, target])), beam_tokens=beam_tokens,
+             beam_scores=beam_scores)
     tiny_model.save(tmp_path / "model.keras")
     script = tmp_path / "run_under_jax.py"
     script.write_text(JAX_SCRIPT)
@@ -71,3 +80,4 @@ def test_keras_file_saved_under_tensorflow_runs_and_trains_under_jax(tiny_model,
     assert values["max_abs_diff"] < 1e-5
     assert values["loss_after"] < values["loss_before"]
     assert values["masked_future_max"] == 0.0  # cached decoding's weights, under JAX too
+    assert values["beam_score_diff"] < 1e-4

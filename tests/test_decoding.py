@@ -134,9 +134,14 @@ def keras_transformer_tiny():
 
 
 def test_beam_of_one_equals_greedy(trained_model, sources):
-    greedy = np.asarray(decoding.greedy_decode(trained_model, sources, MAX_LENGTH))
-    tokens, _, _ = decoding.beam_search(trained_model, sources, MAX_LENGTH, beam_size=1)
-    np.testing.assert_array_equal(tokens[:, 0], greedy)
+    untrained = build_transformer(keras_transformer_tiny())  # never stops: max_length
+    for model, alpha, no_repeat_ngram in ((trained_model, 0.6, 0), (untrained, 2.0, 0),
+                                          (untrained, 0.0, 2)):
+        greedy = np.asarray(decoding.greedy_decode(model, sources, MAX_LENGTH,
+                                                   no_repeat_ngram=no_repeat_ngram))
+        tokens, _, _ = decoding.beam_search(model, sources, MAX_LENGTH, beam_size=1,
+                                            alpha=alpha, no_repeat_ngram=no_repeat_ngram)
+        np.testing.assert_array_equal(tokens[:, 0], greedy)
 
 
 def test_larger_beam_scores_at_least_greedy_under_the_model(trained_model):
@@ -165,6 +170,153 @@ def test_beam_returns_n_best_sorted_by_normalized_score(trained_model, sources):
     lengths = (np.asarray(tokens) != 0).sum(-1)
     np.testing.assert_allclose(scores, np.asarray(log_probs) / ((5 + lengths) / 6) ** 0.6,
                                rtol=1e-5)
+
+
+class BigramParts(TransformerParts):
+    """A stand-in decoder: the next token's probabilities depend on the last token only,
+    read from `next_probs` {token: {next token: probability}}, so a search can be followed
+    by hand. Vocabulary: 0-3 reserved ([END] = 3), A = 4, B = 5."""
+
+    def __init__(self, next_probs):
+        table = np.zeros((6, 6))
+        for token, row in next_probs.items():
+            table[token, list(row)] = list(row.values())
+        with np.errstate(divide="ignore"):
+            self.log_table = np.log(table).astype("float32")
+
+    def encode_with_attention(self, source_tokens):
+        return source_tokens, source_tokens, ()  # no attention: anything with batch rows
+
+    def cross_key_values(self, encoder_outputs):
+        return ()
+
+    def empty_cache(self, batch_size, max_length):  # one layer's (keys, values), unused
+        return ((keras.ops.zeros((batch_size, 1)), keras.ops.zeros((batch_size, 1))),)
+
+    def decode_step(self, tokens, position, cache, cross_key_values, source_mask):
+        return keras.ops.take(self.log_table, tokens[:, 0], axis=0), cache, (), ()
+
+
+A, B, END = 4, 5, decoding.END_ID
+BIGRAMS = {decoding.START_ID: {END: 0.5, A: 0.3, B: 0.2},
+           A: {A: 0.55, B: 0.35, END: 0.1},
+           B: {END: 0.9, A: 0.05, B: 0.05}}
+
+
+@pytest.mark.parametrize("max_length, expected, log_probs", [
+    # [END] finishes first, [A] and [B] keep searching: [B END] (0.18) then fills the pool
+    # (the old search kept [END] in one of its two beams and went on with [A] alone)
+    (3, [[END, 0, 0], [B, END, 0]], [0.5, 0.2 * 0.9]),
+    # at max_length the best live hypothesis fills the pool's empty place
+    (1, [[END], [A]], [0.5, 0.3]),
+])
+def test_finished_hypotheses_leave_the_beam_and_the_others_go_on(max_length, expected,
+                                                                  log_probs):
+    tokens, scores, found = decoding.beam_search(BigramParts(BIGRAMS), np.ones((1, 1), "int32"),
+                                                 max_length, beam_size=2, alpha=0.6)
+    np.testing.assert_array_equal(tokens[0], expected)
+    np.testing.assert_allclose(found[0], np.log(log_probs), rtol=1e-6)
+    lengths = (np.asarray(expected) != 0).sum(-1)
+    np.testing.assert_allclose(scores[0], np.log(log_probs) / ((5 + lengths) / 6) ** 0.6,
+                               rtol=1e-6)
+
+
+@pytest.mark.parametrize("no_repeat_ngram", [0, 2])
+def test_n_best_are_distinct_sorted_and_scored_by_the_model(trained_model, sources,
+                                                            no_repeat_ngram):
+    """Every hypothesis's score is the model's own log-probability over its length penalty."""
+    untrained = build_transformer(keras_transformer_tiny())  # unsure: hypotheses differ
+    for model in (trained_model, untrained):
+        tokens, scores, log_probs = map(np.asarray, decoding.beam_search(
+            model, sources, MAX_LENGTH, beam_size=3, alpha=0.6,
+            no_repeat_ngram=no_repeat_ngram))
+        flat = tokens.reshape(-1, MAX_LENGTH)
+        own = np.asarray(decoding.sequence_log_prob(model, np.repeat(sources, 3, axis=0), flat))
+        np.testing.assert_allclose(log_probs.reshape(-1), own, atol=1e-4)
+        lengths = (flat != 0).sum(-1)
+        np.testing.assert_allclose(
+            scores.reshape(-1), own / decoding.length_penalty(lengths, 0.6), atol=1e-4)
+        assert np.all(np.diff(scores, axis=1) <= 1e-6)
+        for row in flat:  # [END] then padding, or max_length tokens
+            ends = np.flatnonzero(row == END)
+            assert np.all(row[ends[0] + 1:] == 0) if len(ends) else np.all(row != 0)
+        for hypotheses in tokens:
+            assert len({tuple(h) for h in hypotheses}) == 3
+
+
+def test_beam_scores_at_least_greedy_after_length_normalization(trained_model):
+    rng = np.random.default_rng(3)
+    sources = random_tokens(rng, 8, 5, 20)
+    sources[::2, 3:] = 0
+    greedy = decoding.greedy_decode(trained_model, sources, MAX_LENGTH)
+    tokens, scores, _ = decoding.beam_search(trained_model, sources, MAX_LENGTH,
+                                             beam_size=4, alpha=0.6)
+    lengths = (np.asarray(greedy) != 0).sum(-1)
+    greedy_scores = (np.asarray(decoding.sequence_log_prob(trained_model, sources, greedy))
+                     / decoding.length_penalty(lengths, 0.6))
+    assert np.all(np.asarray(scores)[:, 0] >= greedy_scores - 1e-4)
+
+
+def test_a_sentence_alone_gets_the_hypotheses_it_gets_in_a_batch(sources):
+    """A sentence whose pool is full stops changing while its neighbours search on."""
+    model = build_transformer(keras_transformer_tiny())
+    batch = decoding.beam_search(model, sources, MAX_LENGTH, beam_size=2, no_repeat_ngram=2)
+    for row in range(len(sources)):
+        alone = sources[row:row + 1, : max(1, int((sources[row] != 0).sum()))]
+        single = decoding.beam_search(model, alone, MAX_LENGTH, beam_size=2, no_repeat_ngram=2)
+        np.testing.assert_array_equal(single[0][0], batch[0][row])
+        np.testing.assert_allclose(single[1][0], batch[1][row], atol=1e-5)
+
+
+def repeated_ngrams(row, n):
+    """The n-grams that occur more than once in a row of output tokens."""
+    row = list(row[row != 0])
+    grams = [tuple(row[i:i + n]) for i in range(len(row) - n + 1)]
+    return {gram for gram in grams if grams.count(gram) > 1}
+
+
+def test_ban_repeated_ngrams_on_a_small_buffer():
+    scores = np.zeros((3, 7), "float32")
+    tokens = np.array([[4, 5, 4, 0, 0], [4, 4, 0, 0, 0], [4, 5, 6, 4, 5]], "int32")
+
+    def banned(n, position):
+        return np.isneginf(decoding.ban_repeated_ngrams(scores, tokens, position, n))
+
+    # row 0: 4 5 4 _ : "4 5" again is banned; row 1: 4 4 _ : "4 4" again is banned;
+    # row 2 at position 3 sees 4 5 6 only, its last token 6 began no bigram yet
+    np.testing.assert_array_equal(np.flatnonzero(banned(2, 3)[0]), [5])
+    np.testing.assert_array_equal(np.flatnonzero(banned(2, 2)[1]), [4])
+    assert not banned(2, 3)[2].any()
+    np.testing.assert_array_equal(np.flatnonzero(banned(3, 5)[2]), [6])  # 4 5 6 ... 4 5 _
+    np.testing.assert_array_equal(np.flatnonzero(banned(1, 2)[1]), [4])  # no token twice
+    assert not decoding.ban_repeated_ngrams(scores, tokens, 3, 0).any()
+
+
+def test_no_repeat_ngram_never_repeats_a_bigram(sources):
+    model = build_transformer(keras_transformer_tiny())  # untrained: it repeats itself
+    greedy = np.asarray(decoding.greedy_decode(model, sources, MAX_LENGTH))
+    assert any(repeated_ngrams(row, 2) for row in greedy)
+    outputs = [decoding.greedy_decode(model, sources, MAX_LENGTH, no_repeat_ngram=2),
+               decoding.sample_decode(model, sources, MAX_LENGTH, no_repeat_ngram=2),
+               decoding.beam_search(model, sources, MAX_LENGTH, beam_size=3,
+                                    no_repeat_ngram=2)[0]]
+    for output in outputs:
+        for row in np.asarray(output).reshape(-1, MAX_LENGTH):
+            assert not repeated_ngrams(row, 2), row
+
+
+def test_beam_under_xla_equals_eager(sources):
+    model = build_transformer(keras_transformer_tiny())
+
+    def search(source):
+        return decoding.beam_search(model, source, MAX_LENGTH, beam_size=3, alpha=0.6,
+                                    no_repeat_ngram=2)
+
+    expected = search(sources)
+    compiled = tf.function(search, jit_compile=True, autograph=False)(tf.constant(sources))
+    np.testing.assert_array_equal(compiled[0], expected[0])
+    np.testing.assert_allclose(compiled[1], expected[1], atol=1e-5)
+    np.testing.assert_allclose(compiled[2], expected[2], atol=1e-5)
 
 
 def test_sampling_is_reproducible_and_top_k_one_is_greedy(trained_model, sources):
