@@ -53,12 +53,13 @@ def train(args):
 
 def search_options(args):
     """The --search choice and its options, as Translator.translate takes them."""
+    options = {"no_repeat_ngram": args.no_repeat_ngram}
     if args.search == "beam":
-        return {"beam_size": args.beam_size, "alpha": args.alpha}
+        options.update(beam_size=args.beam_size, alpha=args.alpha)
     if args.search == "sample":
-        return {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p,
-                "seed": args.seed}
-    return {}
+        options.update(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                       seed=args.seed)
+    return options
 
 
 def read_sentences(args):
@@ -82,6 +83,17 @@ def translate(args):
 
     translator = load_translator(args.run_dir, jit_compile=args.jit_compile)
     sentences = read_sentences(args)
+    if args.n_best:
+        if args.search != "beam":
+            print("error: --n-best needs --search beam", file=sys.stderr)
+            return 2
+        options = search_options(args)
+        options["beam_size"] = max(options["beam_size"], args.n_best)
+        for index, hypotheses in enumerate(translator.translate_nbest(
+                sentences, args.n_best, args.batch_size, **options)):
+            for score, text in hypotheses:  # SENTENCE<TAB>SCORE<TAB>HYPOTHESIS, best first
+                print(f"{index}\t{score:.4f}\t{text}")
+        return 0
     for translation in translator.translate(sentences, args.search, args.batch_size,
                                             **search_options(args)):
         print(translation.replace("\n", " "))  # one line out per line in
@@ -200,11 +212,17 @@ def export(args):
 
 
 def add_search_arguments(command):
-    command.add_argument("--search", choices=("greedy", "beam", "sample"), default="greedy",
+    from keras_transformer import decoding
+
+    command.add_argument("--search", choices=decoding.SEARCHES, default="greedy",
                          help="decoding: greedy, beam search, or sampling")
-    command.add_argument("--beam-size", type=int, default=4, help="beams (--search beam)")
-    command.add_argument("--alpha", type=float, default=0.6,
-                         help="GNMT length penalty exponent (--search beam)")
+    command.add_argument("--beam-size", type=int, default=decoding.BEAM_SIZE,
+                         help=f"beams (--search beam; default {decoding.BEAM_SIZE})")
+    command.add_argument("--alpha", type=float, default=decoding.ALPHA,
+                         help=f"GNMT length penalty exponent (--search beam; default "
+                              f"{decoding.ALPHA})")
+    command.add_argument("--no-repeat-ngram", type=int, default=0, metavar="N",
+                         help="never repeat an n-gram of the output (0: off)")
     command.add_argument("--temperature", type=float, default=1.0, help="(--search sample)")
     command.add_argument("--top-k", type=int, default=None, help="(--search sample)")
     command.add_argument("--top-p", type=float, default=None, help="(--search sample)")
@@ -216,7 +234,7 @@ def add_search_arguments(command):
 
 
 def build_parser():
-    from keras_transformer import recipes
+    from keras_transformer import decoding, recipes
     from keras_transformer.trainer import KEEP_BEST, MIXED_PRECISION, STRATEGIES, TrainSettings
 
     defaults = TrainSettings()
@@ -334,6 +352,9 @@ def build_parser():
     command.add_argument("run_dir", help="a directory written by `train`")
     command.add_argument("sentences", nargs="*", help="sentences to translate")
     command.add_argument("--file", default=None, help="a file of sentences, or - for stdin")
+    command.add_argument("--n-best", type=int, default=0, metavar="N",
+                         help="with --search beam: print the N best hypotheses of each "
+                              "sentence, as SENTENCE_INDEX<TAB>SCORE<TAB>HYPOTHESIS lines")
     add_search_arguments(command)
     command.set_defaults(run=translate)
 
@@ -402,9 +423,9 @@ def build_parser():
     command.add_argument("--jit-compile", action="store_true",
                          help="XLA-compile decoding in the SavedModel (sources padded to "
                               "max_length: one compilation per batch size)")
-    command.add_argument("--beam-size", type=int, default=4,
+    command.add_argument("--beam-size", type=int, default=decoding.BEAM_SIZE,
                          help="beams of the beam_search signature")
-    command.add_argument("--alpha", type=float, default=0.6,
+    command.add_argument("--alpha", type=float, default=decoding.ALPHA,
                          help="GNMT length penalty exponent of the beam_search signature")
     command.add_argument("--tflite", nargs="+", default=None, metavar="VARIANT",
                          help="TFLite files to write (default: all of translate, "

@@ -21,6 +21,10 @@ from keras_transformer.model import TransformerParts
 START_ID, END_ID = 2, 3  # the reserved ids of pipelines.tokenizers
 
 
+SEARCHES = ("greedy", "beam", "sample")
+BEAM_SIZE, ALPHA = 4, 0.6  # the defaults of beam search everywhere (CLI, Translator, export)
+
+
 def _parts(model):
     return model if isinstance(model, TransformerParts) else TransformerParts(model)
 
@@ -193,7 +197,8 @@ def length_penalty(lengths, alpha):
     return ops.power((5.0 + ops.cast(lengths, "float32")) / 6.0, alpha)
 
 
-def beam_search(model, source_tokens, max_length, beam_size=4, alpha=0.6, no_repeat_ngram=0):
+def beam_search(model, source_tokens, max_length, beam_size=BEAM_SIZE, alpha=ALPHA,
+                no_repeat_ngram=0):
     """Beam search where finished hypotheses leave the beam (as fairseq's does).
 
     Each step extends the K live hypotheses of a sentence by every token and takes the

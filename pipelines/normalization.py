@@ -76,5 +76,14 @@ def _normalizer():
 
 
 def normalize(text: str) -> str:
-    """`text` as every tokenizer of ours sees it (see the module docstring)."""
-    return _normalizer().normalize(text)
+    """`text` as every tokenizer of ours sees it (see the module docstring). A lone surrogate
+    (a str that is no valid Unicode) reads as U+FFFD, as an invalid UTF-8 byte does."""
+    try:
+        return _normalizer().normalize(text)
+    except (RuntimeError, UnicodeEncodeError):
+        return _normalizer().normalize(utf8(text).decode("utf-8", errors="replace"))
+
+
+def utf8(text: str) -> bytes:
+    """`text` as UTF-8 bytes; a lone surrogate gives its (invalid) bytes, never an error."""
+    return text.encode("utf-8", errors="surrogatepass")

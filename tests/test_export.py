@@ -427,12 +427,17 @@ def test_odd_characters_translate_as_the_clean_sentence_everywhere(case):
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(sentences=st.lists(st.one_of(st.text(max_size=30), st.sampled_from(BAD_INPUTS)), min_size=1, max_size=6))
+@given(sentences=st.lists(st.one_of(st.text(max_size=30), st.sampled_from(BAD_INPUTS),
+                                    st.text(alphabet=st.characters(), max_size=8)),  # surrogates too
+                          min_size=1, max_size=6))
 def test_any_text_gets_one_answer_per_sentence_everywhere(run_export, sentences):
     keras_answers = run_export.translator.translate(sentences)
     assert len(keras_answers) == len(sentences)
-    assert run_export.translate(sentences) == keras_answers
-    lite = run_export.runners["translate"](sentences=np.array([s.encode() for s in sentences], dtype=object))
+    saved = run_export.loaded.signatures["serving_default"](
+        sentences=tf.constant([s.encode("utf-8", "surrogatepass") for s in sentences]))
+    assert _texts(saved["translations"]) == keras_answers
+    lite = run_export.runners["translate"](sentences=np.array(
+        [s.encode("utf-8", "surrogatepass") for s in sentences], dtype=object))
     assert _texts(lite["translations"]) == keras_answers
 
 

@@ -60,6 +60,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from keras_transformer import decoding
 from keras_transformer.export import saved_model, versions
 from keras_transformer.export.artifacts import Artifact, ExportError, ExportResult
 from keras_transformer.export.serving import TranslationModule
@@ -77,8 +78,9 @@ TFLITE_FOLDER = "tflite"
 MANIFEST = "export.json"
 
 
-def export(model, text_path, directory, *, version=None, jit_compile=False, beam_size=4,
-           alpha=0.6, tflite=tuple(TFLITE_VARIANTS), metadata=None) -> ExportResult:
+def export(model, text_path, directory, *, version=None, jit_compile=False,
+           beam_size=decoding.BEAM_SIZE, alpha=decoding.ALPHA, tflite=tuple(TFLITE_VARIANTS),
+           metadata=None) -> ExportResult:
     """Writes a new version of the SavedModel under `directory`, with the core-TensorFlow
     `translate_ids/` SavedModel and the TFLite files `tflite` (names of TFLITE_VARIANTS; ()
     for none) inside it. See this package's docstring for the layout and signatures.

@@ -80,7 +80,8 @@ class TranslationModule(tf.Module):
         jit_compile: compile decoding with XLA (in the SavedModel; never in TFLite).
     """
 
-    def __init__(self, model, text_path, beam_size=4, alpha=0.6, jit_compile=False):
+    def __init__(self, model, text_path, beam_size=decoding.BEAM_SIZE, alpha=decoding.ALPHA,
+                 jit_compile=False):
         super().__init__(name="translation")
         if beam_size < 1:
             raise ExportError(f"beam_size must be positive, got {beam_size}")
