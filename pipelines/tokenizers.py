@@ -23,6 +23,7 @@ from pathlib import Path
 import sentencepiece as spm
 import tensorflow as tf
 import tensorflow_text as tft
+from tensorflow_text.python.ops.ngrams_op import gen_ngrams_op
 
 from pipelines.normalization import rules_tsv
 
@@ -152,11 +153,16 @@ class SentencePieceTokenizer(tf.Module):
             return tf.fill(tf.shape(pieces)[:1], "")
         if width is None:  # a width known only at run time: TensorFlow's join (no TFLite kernel)
             return tf.strings.reduce_join(pieces, axis=1)
-        # One `width`-gram per row. Ragged rows, not the dense tensor: the dense TensorFlow kernel
-        # of NgramsStringJoin crashes on more than 16 rows (tensorflow-text 2.21).
-        joined = tft.ngrams(tf.RaggedTensor.from_tensor(pieces), width, axis=-1,
-                            reduction_type=tft.Reduction.STRING_JOIN, string_separator="")
-        return joined.flat_values  # (B,)
+        # One `width`-gram per row, by tensorflow-text's NgramsStringJoin op called directly:
+        # `tft.ngrams` first builds a sliding window that it does not use for joins (a graph of
+        # `width` slices: 30 s more to convert to TFLite), and its dense-input kernel crashes
+        # on more than 16 rows (tensorflow-text 2.21). Rows are given by splits instead.
+        batch = tf.shape(pieces)[0]
+        joined, _ = gen_ngrams_op.tf_text_ngrams_string_join(
+            input_values=tf.reshape(pieces, [-1]),
+            input_row_splits=[tf.range(batch + 1, dtype=tf.int64) * width], width=width,
+            axis=-1, string_separator="")
+        return joined  # (B,)
 
     def id_to_token(self, token_id: int) -> str:
         return self._processor.id_to_piece(int(token_id))
