@@ -27,13 +27,11 @@ interleaved (rotating order) after warm-up; ratios are medians of per-round rati
 """
 
 import argparse
-import os
-import sys
+import statistics
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
-from common import median, paired_ratio, spread  # noqa: E402
+from common import paired_ratio, spread  # noqa: E402
 
 import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
@@ -192,9 +190,9 @@ def time_core(args):
         for name in steps:
             values = [x / reps for x in samples[name]]
             cpu_values = [x / reps for x in cpu[name]]
-            print(f"{shape:<16} {name:<14} {median(values) * 1e3:>8.2f} {spread(values):>7.0%} "
+            print(f"{shape:<16} {name:<14} {statistics.median(values) * 1e3:>8.2f} {spread(values):>7.0%} "
                   f"{paired_ratio(samples[name], samples['current']):>10.2f} "
-                  f"{median(cpu_values) * 1e3:>8.2f} {spread(cpu_values):>7.0%} "
+                  f"{statistics.median(cpu_values) * 1e3:>8.2f} {spread(cpu_values):>7.0%} "
                   f"{paired_ratio(cpu[name], cpu['current']):>14.2f}")
     print()
 
@@ -294,8 +292,8 @@ def time_model(args):
         for name in models:
             ratio = paired_ratio(samples[name], samples["current"])
             cpu_ratio = paired_ratio(cpu[name], cpu["current"])
-            print(f"{shape:<12} {name:<18} {median(samples[name]) * 1e3:>9.1f} "
-                  f"{spread(samples[name]):>7.0%} {ratio:>10.2f} {median(cpu[name]) * 1e3:>8.1f} "
+            print(f"{shape:<12} {name:<18} {statistics.median(samples[name]) * 1e3:>9.1f} "
+                  f"{spread(samples[name]):>7.0%} {ratio:>10.2f} {statistics.median(cpu[name]) * 1e3:>8.1f} "
                   f"{spread(cpu[name]):>7.0%} {cpu_ratio:>14.2f}")
             results.append((shape, name, ratio, cpu_ratio))
     print()

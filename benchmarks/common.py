@@ -9,20 +9,17 @@ on a machine without TensorFlow (the GPU machines); the few backend-specific pie
 import os
 import platform
 import statistics
-import sys
 import time
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO_ROOT not in sys.path:  # `python benchmarks/x.py` from anywhere, package not installed
-    sys.path.insert(0, REPO_ROOT)
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras_transformer  # noqa: F401  (the installed package, `pip install -e .`; a quiet start)
+import keras
+import numpy as np
+from keras import ops
 
-import numpy as np  # noqa: E402
-import keras  # noqa: E402
-from keras import ops  # noqa: E402
+from keras_transformer.config import MIXED_PRECISION
+from keras_transformer.special_tokens import END_ID, PAD_ID, RESERVED_TOKENS, START_ID  # noqa: F401
 
-START_ID, END_ID, PAD_ID = 2, 3, 0  # pipelines.tokenizers' reserved ids
-FIRST_WORD_ID = 4
+FIRST_WORD_ID = len(RESERVED_TOKENS)  # synthetic words: every id after the reserved ones
 
 
 def backend():
@@ -60,8 +57,7 @@ def has_gpu():
 
 def set_precision(mixed_precision):
     """None / 'bfloat16' / 'float16' -> the global dtype policy; returns its name."""
-    name = {None: "float32", "none": "float32", "float32": "float32",
-            "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}[mixed_precision]
+    name = MIXED_PRECISION.get(mixed_precision, "float32")
     keras.mixed_precision.set_global_policy(name)
     return name
 
@@ -261,10 +257,6 @@ def interleaved(runners, rounds, reps=1, cpu=None):
     return samples
 
 
-def median(values):
-    return statistics.median(values)
-
-
 def paired_ratio(numerator, denominator):
     """Median over rounds of numerator[r] / denominator[r] (both sampled in the same round)."""
     return statistics.median(a / b for a, b in zip(numerator, denominator))
@@ -337,7 +329,7 @@ def device_memory():
     return None
 
 
-def reproduce_line(script, args, defaults=None):
+def reproduce_line(script, args):
     """'python benchmarks/<script> --flag value ...' from an argparse namespace."""
     words = [f"python benchmarks/{script}"]
     for key, value in vars(args).items():

@@ -38,7 +38,6 @@ def base_pairs(corpus):
         sources = (corpus / "train.en").read_text(encoding="utf-8").splitlines()
         targets = (corpus / f"train{other}").read_text(encoding="utf-8").splitlines()
         return [(s, t) for s, t in zip(sources, targets) if s.strip() and t.strip()], str(corpus)
-    sys.path.insert(0, str(ROOT))
     from pipelines.default_data import generate_pairs
     return generate_pairs(20000, seed=0), "the embedded grammar"
 

@@ -26,13 +26,11 @@ work exceeds --uncached-max-gflop (printed as "skip"); raise it to time everythi
 """
 
 import argparse
-import os
-import sys
+import statistics
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
-from common import median, paired_ratio, spread  # noqa: E402
+from common import paired_ratio, spread  # noqa: E402
 
 import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
@@ -81,15 +79,19 @@ def hub_greedy(model, source, length):
     encoded = parts["source_embedding"](source)
     for layer in parts["encoders"]:
         encoded = layer(encoded, padding_mask=source_padding)
-    # cross-attention keys/values once per source, each layer (B, 2, S, h, d_k)
-    cross_caches = [ops.stack([layer._cross_attention_layer._key_dense(encoded),
-                               layer._cross_attention_layer._value_dense(encoded)], axis=1)
-                    for layer in decoders]
-    attention = decoders[0]._self_attention_layer
-    cache = ops.zeros((batch, len(decoders), 2, length + 1, attention.num_heads, attention.key_dim),
-                      encoded.dtype)
+    heads = decoders[0].num_heads
+    head_dim = ops.shape(encoded)[-1] // heads
+    cache = ops.zeros((batch, len(decoders), 2, length + 1, heads, head_dim), encoded.dtype)
     prompt = ops.concatenate([ops.full((batch, 1), common.START_ID, "int32"),
                               ops.zeros((batch, length), "int32")], axis=1)
+    # cross-attention keys/values once per source, each layer (B, 2, S, h, d_k), through the
+    # layers' public cache arguments: a cache with an update index is computed and returned
+    first = parts["target_embedding"](prompt[:, :1])
+    empty = ops.zeros((batch, 2, ops.shape(encoded)[1], heads, head_dim), encoded.dtype)
+    cross_caches = [layer(first, encoded, encoder_padding_mask=source_padding,
+                          self_attention_cache=cache[:, i], self_attention_cache_update_index=0,
+                          cross_attention_cache=empty, cross_attention_cache_update_index=0)[2]
+                    for i, layer in enumerate(decoders)]
 
     def next_fn(prompt, cache, index):
         position = index - 1  # the token at `position` predicts the one at `index`
@@ -193,7 +195,7 @@ def main(argv=None):
                 print(f"{mode:<5} {batch:>5} {length:>4} {name:<10} {'skip':>9}   (est. "
                       f"{uncached_gflop(config, batch, length):.0f} GFLOP > --uncached-max-gflop)")
                 continue
-            seconds = median(samples[name])
+            seconds = statistics.median(samples[name])
             print(f"{mode:<5} {batch:>5} {length:>4} {name:<10} {seconds * 1e3:>9.2f} "
                   f"{seconds * 1e3 / batch:>8.3f} {seconds * 1e3 / length:>9.3f} "
                   f"{batch * length / seconds:>9,.0f} {spread(samples[name]):>7.0%} "
@@ -212,7 +214,7 @@ def main(argv=None):
               "token between\nconsecutive lengths (roughly constant = total cost linear in length):")
         for mode in modes:
             for batch in batches:
-                ms = {length: median(samples["cached"]) * 1e3
+                ms = {length: statistics.median(samples["cached"]) * 1e3
                       for m, b, length, samples, _ in rows if m == mode and b == batch}
                 steps = ", ".join(f"{a}->{b} {(ms[b] - ms[a]) / (b - a):.3f}"
                                   for a, b in zip(lengths, lengths[1:]))

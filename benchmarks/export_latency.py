@@ -14,6 +14,7 @@ translation equals the plain SavedModel's (greedy decoding everywhere).
 """
 
 import argparse
+import statistics
 import os
 import shlex
 import sys
@@ -21,8 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402  (sets sys.path and the log level before TensorFlow loads)
+import common  # noqa: E402  (python benchmarks/X.py puts benchmarks/ on sys.path)
 
 TFLITE = {"TFLite float32": "translate", "TFLite float16": "translate_float16",
           "TFLite int8": "translate_int8"}
@@ -121,8 +121,8 @@ def main(argv=None):
     for name in names:
         ms = [1000 * value for value in latency[name]]
         agreement = np.mean([a == b for a, b in zip(outputs[name], reference)])
-        print(f"{name:<16} {sizes[name] / 2 ** 20:>8.2f} {common.median(ms):>20.1f} "
-              f"{percentile(ms, 0.9):>8.1f} {common.median(throughput[name]):>16.1f} "
+        print(f"{name:<16} {sizes[name] / 2 ** 20:>8.2f} {statistics.median(ms):>20.1f} "
+              f"{percentile(ms, 0.9):>8.1f} {statistics.median(throughput[name]):>16.1f} "
               f"{common.spread(throughput[name]):>7.0%} {agreement:>10.3f}")
     print("spread: (max - min) / median of the per-round throughputs; agreement: exact match "
           "with the plain SavedModel's translations")

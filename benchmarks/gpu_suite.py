@@ -40,6 +40,7 @@ overrides), and the same against the matmul of the first section.
 """
 
 import argparse
+import statistics
 import concurrent.futures
 import datetime
 import gc
@@ -53,9 +54,8 @@ import tempfile
 import time
 import traceback
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
-from common import median, paired_ratio, spread  # noqa: E402
+from common import paired_ratio, spread  # noqa: E402
 
 import numpy as np  # noqa: E402
 import keras  # noqa: E402
@@ -438,7 +438,7 @@ def train_section(name, preset_name, batch, args, budget, results, candidates=()
         step_seconds = {key: [s / args.steps for s in values] for key, values in samples.items()}
         section["rounds"], section["steps_per_sample"] = rounds, args.steps
         for key, values in step_seconds.items():
-            seconds = median(values)
+            seconds = statistics.median(values)
             section["variants"][key].update(
                 step_ms=seconds * 1e3, step_ms_samples=[v * 1e3 for v in values],
                 spread=spread(values), target_tokens_per_s=target_tokens / seconds,
@@ -584,7 +584,7 @@ def profile_section(context, inputs, errors, args, budget, results, base):
     section["rounds"] = rounds
     for key, values in samples.items():
         values = [v / args.steps for v in values]
-        section["parts"].setdefault(key, {}).update(ms=median(values) * 1e3, spread=spread(values))
+        section["parts"].setdefault(key, {}).update(ms=statistics.median(values) * 1e3, spread=spread(values))
     parts = section["parts"]
     step_ms = parts["step"]["ms"]
     for part in parts.values():
@@ -705,8 +705,8 @@ def decode_section(compiled, info, errors, args, budget, results):
             for name, values in samples.items():
                 values = [v / runners[name][1] for v in values]
                 row["variants"][name].update(
-                    ms_per_call=median(values) * 1e3, ms_per_token=median(values) * 1e3 / length,
-                    tokens_per_s=batch * length / median(values), spread=spread(values),
+                    ms_per_call=statistics.median(values) * 1e3, ms_per_token=statistics.median(values) * 1e3 / length,
+                    tokens_per_s=batch * length / statistics.median(values), spread=spread(values),
                     samples_ms=[v * 1e3 for v in values])
                 samples[name] = values
             if "ours" in samples and "keras_hub" in samples:
@@ -1127,7 +1127,7 @@ def main(argv=None):
             outputs = [product(a, b) for _ in range(10)]
             jax.block_until_ready(outputs)
             samples.append((time.perf_counter() - start) / 10)
-        seconds, flops = median(samples), 2 * n ** 3
+        seconds, flops = statistics.median(samples), 2 * n ** 3
         results["matmul"] = dict(size=n, ms=seconds * 1e3, tflops=flops / seconds / 1e12,
                                  spread=spread(samples), best_tflops=flops / min(samples) / 1e12)
         log(f"== matmul {n}^3 bf16: {seconds * 1e3:.3f} ms, {flops / seconds / 1e12:.1f} TFLOP/s "

@@ -24,15 +24,15 @@ attention terms (and cache effects) showing.
 """
 
 import argparse
+import statistics
 import json
 import os
 import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
-from common import median, spread  # noqa: E402
+from common import spread  # noqa: E402
 
 MIB = 2 ** 20
 
@@ -185,9 +185,9 @@ def main(argv=None):
               f"{'peak MiB':>9} {'first step s':>12}")
         base = points[0]
         for c in points:
-            seconds = median(samples[c])
+            seconds = statistics.median(samples[c])
             flops = common.transformer_train_flops(config, c[0], c[1], c[1])
-            growth = seconds / median(samples[base])
+            growth = seconds / statistics.median(samples[base])
             tokens = target_tokens[c] / target_tokens[base]
             print(f"{c[0]:>6} {c[1]:>6} {seconds * 1e3:>9.1f} {spread(samples[c]):>7.0%} "
                   f"{target_tokens[c] / seconds:>9,.0f} {flops / seconds / 1e9:>8.1f} "

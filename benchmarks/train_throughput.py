@@ -22,13 +22,11 @@ in the same rounds (and, with --peak-tflops, with the device's datasheet peak: M
 """
 
 import argparse
-import os
-import sys
+import statistics
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402  (sets sys.path and the log level before TensorFlow loads)
-from common import median, paired_ratio, spread  # noqa: E402
+import common  # python benchmarks/X.py puts benchmarks/ on sys.path
+from common import paired_ratio, spread
 
 
 def parse_args(argv=None):
@@ -125,7 +123,7 @@ def main(argv=None):
                     for key, values in samples.items() if key != "matmul"}
     step_cpu = {key: [s / args.steps for s in values] for key, values in cpu.items() if key != "matmul"}
     matmul_seconds = [s / 3 for s in samples["matmul"]]
-    matmul_rate = matmul_flops / median(matmul_seconds)
+    matmul_rate = matmul_flops / statistics.median(matmul_seconds)
     tokens_per_step = sum(target_tokens) / len(target_tokens)
 
     print(f"\nmodel FLOPs per step {flops_per_step / 1e9:.2f} G (matmuls, fwd+bwd = 3 x fwd, padded "
@@ -133,7 +131,7 @@ def main(argv=None):
           f"6 x matmul-params x padded target tokens would say "
           f"{6 * params[model_names[0]][1] * args.batch * args.length / 1e9:.2f} G")
     print(f"reference matmul {args.matmul_size}^3 {matmul_dtype} (jit): "
-          f"{median(matmul_seconds) * 1e3:.1f} ms = {matmul_rate / 1e9:,.1f} GFLOP/s "
+          f"{statistics.median(matmul_seconds) * 1e3:.1f} ms = {matmul_rate / 1e9:,.1f} GFLOP/s "
           f"(spread {spread(matmul_seconds):.0%})")
     print(f"{args.rounds} rounds x {args.steps} steps per variant, {timed_seconds:.0f} s timed; "
           f"{tokens_per_step:,.0f} non-padding target tokens per step\n")
@@ -145,11 +143,11 @@ def main(argv=None):
     header += f" {'first steps s':>13}"
     print(header)
     for (name, jit), values in step_seconds.items():
-        seconds = median(values)
+        seconds = statistics.median(values)
         rate = flops_per_step / seconds
         cpu_values = step_cpu[(name, jit)]
         line = (f"{name:<10} {'yes' if jit else 'no':<4} {seconds * 1e3:>8.1f} {spread(values):>7.0%} "
-                f"{median(cpu_values) * 1e3:>8.1f} {spread(cpu_values):>7.0%} "
+                f"{statistics.median(cpu_values) * 1e3:>8.1f} {spread(cpu_values):>7.0%} "
                 f"{tokens_per_step / seconds:>9,.0f} {rate / 1e9:>8.1f} {rate / matmul_rate:>9.1%}")
         if args.peak_tflops:
             line += f" {rate / (args.peak_tflops * 1e12):>6.1%}"

@@ -15,10 +15,9 @@ computed (what the attention pictures show).
 import keras
 from keras import ops
 
-from keras_transformer.layers.masks import PAD_ID
+from keras_transformer.special_tokens import END_ID, PAD_ID, START_ID
 from keras_transformer.model import TransformerParts
 
-START_ID, END_ID = 2, 3  # the reserved ids of pipelines.tokenizers
 
 
 SEARCHES = ("greedy", "beam", "sample")
@@ -26,7 +25,7 @@ BEAM_SIZE, ALPHA = 4, 0.6  # the defaults of beam search everywhere (CLI, Transl
 
 
 def _parts(model):
-    return model if isinstance(model, TransformerParts) else TransformerParts(model)
+    return model if isinstance(model, TransformerParts) else model.parts
 
 
 def _choose_best(logits):
@@ -50,6 +49,11 @@ class SourceContext:
         context.source_mask, context.encoder_weights, context.cross_key_values = _take_rows(
             (self.source_mask, self.encoder_weights, self.cross_key_values), indices)
         return context
+
+
+def _running(position, max_length, done):
+    """The loop condition of every search: below max_length, and some sentence not done."""
+    return ops.logical_and(position < max_length, ops.logical_not(ops.all(done)))
 
 
 def forbid_reserved(logits):
@@ -86,7 +90,7 @@ def _token_loop(parts, context, max_length, choose, end_id=END_ID, no_repeat_ngr
     batch = ops.shape(context.source_mask)[0]
 
     def cond(position, last, output, cache, finished, recorded):
-        return ops.logical_and(position < max_length, ops.logical_not(ops.all(finished)))
+        return _running(position, max_length, finished)
 
     def body(position, last, output, cache, finished, recorded):
         logits, cache, weights = next_logits(parts, last, position, cache, context)
@@ -157,24 +161,37 @@ def sample_decode(model, source_tokens, max_length, temperature=1.0, top_k=None,
     most likely tokens and/or the smallest set whose probability reaches `top_p`, and to
     tokens that repeat no n-gram of the output when `no_repeat_ngram` = n > 0.
 
-    Reproducible: the same seed gives the same tokens. Uses the Gumbel-max trick with
-    noise drawn once for all steps, (max_length, B, V), so no random state is carried.
+    Reproducible: the same seed gives the same tokens. Uses the Gumbel-max trick, with each
+    step's (B, V) noise a function of (seed, step, element): no random state is carried,
+    and no noise is held for steps not taken.
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
     parts = _parts(model)
-    batch = ops.shape(source_tokens)[0]
-    vocab_size = parts.target_embedding.vocab_size
-    uniform = keras.random.uniform((max_length, batch, vocab_size), minval=1e-20, maxval=1.0,
-                                   seed=seed)
-    gumbel = -ops.log(-ops.log(uniform))
 
     def choose(logits, position):
         logits = filter_logits(logits / temperature, top_k, top_p)
-        return _choose_best(logits + ops.take(gumbel, position, axis=0))
+        return _choose_best(logits + gumbel_noise(seed, position, ops.shape(logits)))
 
     return _token_loop(parts, SourceContext(parts, source_tokens), max_length, choose,
                        no_repeat_ngram=no_repeat_ngram)[0]
+
+
+def gumbel_noise(seed, step, shape):
+    """(B, V) Gumbel(0, 1) noise, a pure function of (seed, step, element index).
+
+    The uniforms come from an integer hash (a multiply-xorshift finalizer over int32, whose
+    products wrap around alike on every backend) rather than a random generator: the same
+    seed and step give the same noise in a traced loop, eagerly, under XLA and under JAX.
+    """
+    rows, columns = shape[0], shape[1]
+    index = ops.reshape(ops.arange(rows * columns, dtype="int32"), (rows, columns))
+    h = index * -1640531535 + ops.cast(step, "int32") * 374761393 + int(seed) * 668265263
+    for shift, multiplier in ((15, -2048144777), (13, -1028477379)):
+        h = ops.bitwise_xor(h, ops.right_shift(h, shift)) * multiplier
+    h = ops.bitwise_xor(h, ops.right_shift(h, 16))
+    uniform = (ops.cast(ops.bitwise_and(h, 0xFFFFFF), "float32") + 0.5) / float(1 << 24)
+    return -ops.log(-ops.log(uniform))
 
 
 def filter_logits(logits, top_k=None, top_p=None):
@@ -225,7 +242,7 @@ def beam_search(model, source_tokens, max_length, beam_size=BEAM_SIZE, alpha=ALP
     context = SourceContext(parts, source_tokens).reorder(ops.repeat(ops.arange(batch), k))
 
     def cond(position, last, cache, live, pool):
-        return ops.logical_and(position < max_length, ops.logical_not(ops.all(_is_full(pool))))
+        return _running(position, max_length, _is_full(pool))
 
     def body(position, last, cache, live, pool):
         logits, cache, _ = next_logits(parts, last, position, cache, context)
@@ -337,13 +354,13 @@ def greedy_decode_uncached(model, source_tokens, max_length, end_id=END_ID):
     encoder_outputs, source_mask = parts.encode(source_tokens)
 
     def cond(position, output, finished):
-        return ops.logical_and(position < max_length, ops.logical_not(ops.all(finished)))
+        return _running(position, max_length, finished)
 
     def body(position, output, finished):
         # decoder input: [START] + tokens so far; later slots are padding, which the
         # causal mask hides from position `position` anyway
         inputs = ops.concatenate([ops.full((batch, 1), START_ID, "int32"), output], axis=1)
-        logits, _, _ = parts.decode(inputs, encoder_outputs, source_mask)
+        logits = parts.decode(inputs, encoder_outputs, source_mask)
         logits = forbid_reserved(ops.take(logits, position, axis=1))
         chosen = ops.where(finished, PAD_ID, _choose_best(logits))
         output = ops.slice_update(output, [0, position], ops.expand_dims(chosen, 1))
@@ -363,7 +380,7 @@ def sequence_log_prob(model, source_tokens, output_tokens):
     batch = ops.shape(output_tokens)[0]
     inputs = ops.concatenate(
         [ops.full((batch, 1), START_ID, "int32"), output_tokens[:, :-1]], axis=1)
-    logits, _, _ = parts.decode(inputs, encoder_outputs, source_mask)
+    logits = parts.decode(inputs, encoder_outputs, source_mask)
     token_log_probs = ops.take_along_axis(ops.log_softmax(forbid_reserved(logits), axis=-1),
                                           ops.expand_dims(output_tokens, 2), axis=2)[..., 0]
     return ops.sum(ops.where(output_tokens != PAD_ID, token_log_probs, 0.0), axis=-1)

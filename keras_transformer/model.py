@@ -1,8 +1,10 @@
-"""The Transformer (paper Figure 1) assembled with the functional API.
+"""The Transformer (paper Figure 1): its layers, the encode and decode passes over them, and the
+functional model those passes make.
 
-`build_transformer(config)` returns `keras.Model([source_tokens, target_tokens]) -> logits`.
-`TransformerParts(model)` exposes the same layers piecewise (encode once, decode one
-step at a time with a key/value cache) for generation and attention plots.
+`build_transformer(config)` returns a `Transformer`: a functional `keras.Model([source_tokens,
+target_tokens]) -> logits` that keeps its layers as `model.parts` (a `TransformerParts`). The
+model's graph is `parts.decode(target, *parts.encode(source))`: the same two methods that
+generation (`keras_transformer.decoding`) calls, piecewise, with a key/value cache.
 """
 
 import keras
@@ -17,93 +19,74 @@ SOURCE_INPUT = "source_tokens"
 TARGET_INPUT = "target_tokens"
 
 
-def build_transformer(config: TransformerConfig, name="transformer") -> keras.Model:
-    """(source (B, S) int32, target (B, T) int32) -> logits (B, T, target_vocab) float32.
-
-    Padding id 0 is masked in every attention; the decoder is causal. Layer names
-    (`source_embedding`, `encoder_block_0`, ..., `logits`) are what `TransformerParts`
-    looks up.
-    """
-    source = keras.Input((None,), dtype="int32", name=SOURCE_INPUT)
-    target = keras.Input((None,), dtype="int32", name=TARGET_INPUT)
-
-    def embedding(vocab_size, layer_name):
-        return PositionalEmbedding(vocab_size, config.d_model, config.max_length,
-                                   config.position_encoding, config.dropout, name=layer_name)
-
-    def block_args():
-        return dict(num_heads=config.num_heads, d_ff=config.d_ff, dropout=config.dropout,
-                    norm_position=config.norm_position,
-                    layer_norm_epsilon=config.layer_norm_epsilon,
-                    ffn_dropout=config.ffn_dropout)
-
-    if config.share_embeddings:
-        source_embedding = target_embedding = embedding(config.source_vocab_size,
-                                                        "shared_embedding")
-    else:
-        source_embedding = embedding(config.source_vocab_size, "source_embedding")
-        target_embedding = embedding(config.target_vocab_size, "target_embedding")
-
-    source_mask = key_padding_mask(source)  # (B, 1, S)
-    x = source_embedding(source)
-    for i in range(config.num_layers):
-        x = EncoderBlock(**block_args(), name=f"encoder_block_{i}")(
-            x, attention_mask=source_mask)
-    if config.norm_position == "pre":  # pre-norm leaves the last residual sum unnormalized
-        x = keras.layers.LayerNormalization(epsilon=config.layer_norm_epsilon,
-                                            name="encoder_norm")(x)
-
-    target_mask = decoder_self_attention_mask(target)  # (B, T, T)
-    y = target_embedding(target)
-    for i in range(config.num_layers):
-        y = DecoderBlock(**block_args(), name=f"decoder_block_{i}")(
-            y, x, self_attention_mask=target_mask, cross_attention_mask=source_mask)
-    if config.norm_position == "pre":
-        y = keras.layers.LayerNormalization(epsilon=config.layer_norm_epsilon,
-                                            name="decoder_norm")(y)
-
-    if config.tie_output_embeddings:
-        scores = target_embedding(y, reverse=True)
-    else:
-        scores = keras.layers.Dense(config.target_vocab_size, name="output_projection")(y)
-    # Logits stay float32 under mixed precision: the softmax and loss need the range.
-    logits = keras.layers.Activation("linear", dtype="float32", name="logits")(scores)
-    return keras.Model([source, target], logits, name=name)
-
-
 class TransformerParts:
-    """The layers of a built Transformer, callable piecewise for generation.
+    """The layers of one Transformer and the passes over them.
 
-    `encode` once per source, `cross_key_values` once per source, then `decode_step`
-    per generated token with a fixed-size cache. `decode` recomputes the whole target
-    (the reference that cached decoding, its logits and its attention weights, must equal).
+    `encode` and `decode` run the whole model (symbolically when the functional model is built,
+    eagerly or traced when it runs); generation calls `encode` once per source,
+    `cross_key_values` once per source, then `decode_step` per token with a fixed-size cache.
+    The `*_with_attention` variants also return every attention weight (for pictures, and as
+    the full recomputation that cached decoding must equal).
+
+    Shapes: B sentences, S source and T target positions, h heads, d_k = d_model / h.
     """
 
-    def __init__(self, model: keras.Model):
-        names = {layer.name for layer in model.layers}
-        shared = "shared_embedding" in names
-        self.source_embedding = model.get_layer("shared_embedding" if shared
-                                                else "source_embedding")
-        self.target_embedding = model.get_layer("shared_embedding" if shared
-                                                else "target_embedding")
-        self.encoder_blocks = _numbered_layers(model, "encoder_block_")
-        self.decoder_blocks = _numbered_layers(model, "decoder_block_")
-        self.encoder_norm = model.get_layer("encoder_norm") if "encoder_norm" in names else None
-        self.decoder_norm = model.get_layer("decoder_norm") if "decoder_norm" in names else None
-        self.output_projection = (model.get_layer("output_projection")
-                                  if "output_projection" in names else None)
-        attention = self.decoder_blocks[0].self_attention
-        self.num_heads, self.head_dim = attention.num_heads, attention.head_dim
-        self.compute_dtype = self.target_embedding.compute_dtype
+    def __init__(self, config: TransformerConfig):
+        def embedding(vocab_size, name):
+            return PositionalEmbedding(vocab_size, config.d_model, config.max_length,
+                                       config.position_encoding, config.dropout, name=name)
+
+        def norm(name):  # pre-norm leaves the last residual sum unnormalized: one more norm
+            return (keras.layers.LayerNormalization(epsilon=config.layer_norm_epsilon, name=name)
+                    if config.norm_position == "pre" else None)
+
+        blocks = dict(num_heads=config.num_heads, d_ff=config.d_ff, dropout=config.dropout,
+                      norm_position=config.norm_position,
+                      layer_norm_epsilon=config.layer_norm_epsilon, ffn_dropout=config.ffn_dropout)
+        if config.share_embeddings:
+            self.source_embedding = self.target_embedding = embedding(
+                config.source_vocab_size, "shared_embedding")
+        else:
+            self.source_embedding = embedding(config.source_vocab_size, "source_embedding")
+            self.target_embedding = embedding(config.target_vocab_size, "target_embedding")
+        self.encoder_blocks = [EncoderBlock(**blocks, name=f"encoder_block_{i}")
+                               for i in range(config.num_layers)]
+        self.decoder_blocks = [DecoderBlock(**blocks, name=f"decoder_block_{i}")
+                               for i in range(config.num_layers)]
+        self.encoder_norm, self.decoder_norm = norm("encoder_norm"), norm("decoder_norm")
+        self.output_projection = (None if config.tie_output_embeddings else
+                                  keras.layers.Dense(config.target_vocab_size,
+                                                     name="output_projection"))
+        # Logits stay float32 under mixed precision: the softmax and loss need the range.
+        self.logits_layer = keras.layers.Activation("linear", dtype="float32", name="logits")
+        self.num_heads, self.head_dim = config.num_heads, config.head_dim
 
     @property
     def num_layers(self):
         return len(self.decoder_blocks)
 
+    @property
+    def compute_dtype(self):
+        return self.target_embedding.compute_dtype
+
+    # ------------------------------------------------------------------- whole sequences
+
     def encode(self, source_tokens):
-        """(B, S) -> encoder output (B, S, d_model) and source mask (B, 1, S)."""
-        x, source_mask, _ = self.encode_with_attention(source_tokens)
-        return x, source_mask
+        """(B, S) -> encoder output (B, S, d_model) and source padding mask (B, 1, S)."""
+        source_mask = key_padding_mask(source_tokens)
+        x = self.source_embedding(source_tokens)
+        for block in self.encoder_blocks:
+            x = block(x, attention_mask=source_mask)
+        return self._norm(self.encoder_norm, x), source_mask
+
+    def decode(self, target_tokens, encoder_outputs, source_mask):
+        """(B, T) target tokens -> logits (B, T, vocab) float32; causal."""
+        target_mask = decoder_self_attention_mask(target_tokens)
+        y = self.target_embedding(target_tokens)
+        for block in self.decoder_blocks:
+            y = block(y, encoder_outputs, self_attention_mask=target_mask,
+                      cross_attention_mask=source_mask)
+        return self.logits(y)
 
     def encode_with_attention(self, source_tokens):
         """`encode`, plus each encoder layer's self-attention weights (B, h, S, S)."""
@@ -113,21 +96,11 @@ class TransformerParts:
         for block in self.encoder_blocks:
             x, weights = block.forward(x, attention_mask=source_mask)
             self_weights.append(weights)
-        if self.encoder_norm is not None:
-            x = self.encoder_norm(x)
-        return x, source_mask, tuple(self_weights)
+        return self._norm(self.encoder_norm, x), source_mask, tuple(self_weights)
 
-    def logits(self, hidden):
-        """(B, T, d_model) decoder output -> (B, T, vocab) float32."""
-        if self.decoder_norm is not None:
-            hidden = self.decoder_norm(hidden)
-        if self.output_projection is None:
-            return self.target_embedding(hidden, reverse=True)
-        return ops.cast(self.output_projection(hidden), "float32")
-
-    def decode(self, target_tokens, encoder_outputs, source_mask):
-        """Full recomputation: logits (B, T, vocab) and, per layer, the masked self weights
-        (B, h, T, T) and the cross weights (B, h, T, S)."""
+    def decode_with_attention(self, target_tokens, encoder_outputs, source_mask):
+        """`decode`, plus per layer the masked self weights (B, h, T, T) and the cross weights
+        (B, h, T, S)."""
         y = self.target_embedding(target_tokens)
         target_mask = decoder_self_attention_mask(target_tokens)
         self_weights, cross_weights = [], []
@@ -137,6 +110,21 @@ class TransformerParts:
             self_weights.append(layer_self_weights)
             cross_weights.append(layer_cross_weights)
         return self.logits(y), tuple(self_weights), tuple(cross_weights)
+
+    def logits(self, hidden):
+        """(B, T, d_model) decoder output -> (B, T, vocab) float32."""
+        hidden = self._norm(self.decoder_norm, hidden)
+        if self.output_projection is None:
+            scores = self.target_embedding(hidden, reverse=True)  # tied to the embedding
+        else:
+            scores = self.output_projection(hidden)
+        return self.logits_layer(scores)
+
+    @staticmethod
+    def _norm(layer, x):
+        return x if layer is None else layer(x)
+
+    # ------------------------------------------------------------------- one step at a time
 
     def cross_key_values(self, encoder_outputs):
         """Per decoder layer, cross-attention (keys, values), each (B, h, S, d_k)."""
@@ -169,6 +157,34 @@ class TransformerParts:
         return self.logits(y)[:, 0, :], tuple(new_cache), tuple(self_weights), tuple(cross_weights)
 
 
-def _numbered_layers(model, prefix):
-    layers = [layer for layer in model.layers if layer.name.startswith(prefix)]
-    return sorted(layers, key=lambda layer: int(layer.name[len(prefix):]))
+@keras.saving.register_keras_serializable(package="keras_transformer")
+class Transformer(keras.Model):
+    """(source (B, S) int32, target (B, T) int32) -> logits (B, T, target_vocab) float32.
+
+    A functional model whose graph is `parts.decode(target, *parts.encode(source))`; it keeps
+    its `TransformerConfig` as `config` and its layers as `parts`. Padding id 0 is masked in
+    every attention; the decoder is causal. Saved and loaded whole (`get_config` is the config).
+    """
+
+    def __init__(self, config: TransformerConfig, **kwargs):
+        if isinstance(config, dict):
+            config = TransformerConfig.from_dict(config)
+        parts = TransformerParts(config)
+        source = keras.Input((None,), dtype="int32", name=SOURCE_INPUT)
+        target = keras.Input((None,), dtype="int32", name=TARGET_INPUT)
+        super().__init__([source, target], parts.decode(target, *parts.encode(source)),
+                         **kwargs)
+        self.transformer_config, self.parts = config, parts
+
+    def get_config(self):
+        return {"config": self.transformer_config.to_dict(), "name": self.name,
+                "trainable": self.trainable}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        return cls(**config)
+
+
+def build_transformer(config: TransformerConfig, name="transformer") -> Transformer:
+    """The functional Transformer of `config` (see `Transformer`)."""
+    return Transformer(config, name=name)

@@ -15,7 +15,7 @@ import warnings
 import keras
 
 from keras_transformer import callbacks as job_callbacks
-from keras_transformer.config import preset
+from keras_transformer.config import MIXED_PRECISION, preset
 from keras_transformer.distribution import (
     STRATEGIES, batch_count, distribution_strategy, is_chief, support_multi_worker, worker_count,
     worker_directory)
@@ -26,7 +26,6 @@ from keras_transformer.training import compile_transformer
 
 __all__ = ["STRATEGIES", "MIXED_PRECISION", "KEEP_BEST", "TrainSettings", "train"]
 
-MIXED_PRECISION = {"bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 KEEP_BEST = {"val_bleu": "max", "val_loss": "min"}  # what decides the kept model
 # Splits of at most this many pairs are tokenized once and cached in memory (and shuffled whole
 # each epoch); larger ones stream from disk every epoch, shuffled in a bounded buffer.

@@ -7,7 +7,6 @@ import numpy as np
 import tensorflow as tf
 
 from keras_transformer import decoding
-from keras_transformer.model import TransformerParts
 from keras_transformer.run_dir import RunDir
 from pipelines.normalization import utf8
 
@@ -23,7 +22,7 @@ class Translator:
     """
 
     def __init__(self, model, text_path, jit_compile=False):
-        self.parts = TransformerParts(model)
+        self.parts = model.parts
         self.text_path = text_path
         self.source_tokenizer = text_path.source_tokenizer
         self.target_tokenizer = text_path.target_tokenizer

@@ -45,7 +45,7 @@ def sources():
 
 
 def test_cached_step_logits_equal_full_recomputation(trained_model, sources):
-    parts = TransformerParts(trained_model)
+    parts = trained_model.parts
     target = random_tokens(np.random.default_rng(1), 4, 7, 20)
     full_logits = np.asarray(trained_model([sources, target]))
     context = decoding.SourceContext(parts, sources)
@@ -80,15 +80,15 @@ def test_recorded_attention_equals_full_recomputation(trained_model, sources, ji
             lambda s: decoding.greedy_decode_with_attention(trained_model, s, MAX_LENGTH),
             jit_compile=jit_compile, autograph=False)
         decoded = search(tf.constant(sources))
-    tolerance = 1e-5 if jit_compile is None else 1e-4  # XLA rounds in its own order
+    tolerance = 5e-5 if jit_compile is None else 1e-4  # float32 rounding of two orders; XLA its own
     tokens, encoder, masked, cross = (np.asarray(decoded[0]),
                                       *[[np.asarray(w) for w in ws] for ws in decoded[1:]])
     np.testing.assert_array_equal(tokens,
                                   decoding.greedy_decode(trained_model, sources, MAX_LENGTH))
-    parts = TransformerParts(trained_model)
+    parts = trained_model.parts
     encoder_outputs, source_mask, full_encoder = parts.encode_with_attention(sources)
     inputs = np.concatenate([np.full((4, 1), decoding.START_ID, "int32"), tokens[:, :-1]], 1)
-    _, full_masked, full_cross = parts.decode(inputs, encoder_outputs, source_mask)
+    _, full_masked, full_cross = parts.decode_with_attention(inputs, encoder_outputs, source_mask)
     assert len(encoder) == len(masked) == len(cross) == parts.num_layers
     for layer in range(parts.num_layers):
         assert masked[layer].shape == (4, 4, MAX_LENGTH, MAX_LENGTH)

@@ -114,3 +114,24 @@ def test_presets_and_config_validation():
         TransformerConfig(source_vocab_size=5, target_vocab_size=6, share_embeddings=True)
     with pytest.raises(ValueError, match="unknown config keys"):
         TransformerConfig.from_dict({"layers": 3})
+
+
+@pytest.mark.parametrize("options", [{}, {"norm_position": "pre"}, {"tie_output_embeddings": False},
+                                     {"share_embeddings": True, "source_vocab_size": 43}])
+def test_the_model_keeps_its_layers_and_its_graph_is_encode_then_decode(tiny_config, options, tmp_path):
+    from keras_transformer.model import Transformer
+
+    model = build_transformer(tiny_config.replace(**options))
+    parts = model.parts
+    assert parts.encoder_blocks[1] is model.get_layer("encoder_block_1")  # handles, not names
+    assert parts.decoder_blocks[0] is model.get_layer("decoder_block_0")
+    rng = np.random.default_rng(5)
+    source, target = random_tokens(rng, 2, 6, 41), random_tokens(rng, 2, 5, 43)
+    np.testing.assert_allclose(model([source, target]), parts.decode(target, *parts.encode(source)),
+                               atol=1e-6)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    assert isinstance(loaded, Transformer) and loaded.transformer_config == model.transformer_config
+    assert loaded.parts.decoder_blocks[1] is loaded.get_layer("decoder_block_1")
+    np.testing.assert_allclose(loaded.parts.decode(target, *loaded.parts.encode(source)),
+                               model([source, target]), atol=1e-6)

@@ -17,7 +17,6 @@ from tensorflow.python.framework.convert_to_constants import convert_variables_t
 
 from keras_transformer import decoding
 from keras_transformer.export.artifacts import ExportError
-from keras_transformer.model import TransformerParts
 from pipelines.tokenizers import UNK_ID
 
 STRINGS_SPEC = tf.TensorSpec([None], tf.string, name="sentences")
@@ -88,7 +87,7 @@ class TranslationModule(tf.Module):
         self.text_path = text_path
         self.max_length, self.beam_size = text_path.max_length, int(beam_size)
         self.alpha, self.jit_compile = float(alpha), bool(jit_compile)
-        parts = TransformerParts(model)
+        parts = model.parts
         vocab_size, length = parts.source_embedding.vocab_size, self.max_length
 
         def greedy(source_ids):
