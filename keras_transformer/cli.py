@@ -120,7 +120,7 @@ def evaluate(args):
     with open(out, "w", encoding="utf-8") as file:
         file.writelines(hypothesis + "\n" for hypothesis in hypotheses)
     scores = score_translations(hypotheses, references)
-    print(f"BLEU {scores['bleu']:.1f}")
+    print(f"BLEU {scores['bleu']:.1f} (sacrebleu, tokenize={scores['bleu_tokenize']})")
     print(f"chrF {scores['chrf']:.1f}")
     print(f"exact match {100 * scores['exact_match']:.1f}% ({scores['sentences']} sentences)")
     print(f"hypotheses: {out}")
@@ -300,9 +300,9 @@ def build_parser():
                               "sessions too; default: none)")
     command.add_argument("--keep-best", choices=sorted(KEEP_BEST), default=None,
                          help="what decides the kept best.keras (default: val_bleu)")
-    command.add_argument("--bleu-sentences", type=int, default=defaults.bleu_sentences,
+    command.add_argument("--bleu-sentences", type=int, default=None,
                          help="validation sentences translated each epoch for val_bleu and "
-                              f"val_chrf (default {defaults.bleu_sentences}; 0: none)")
+                              f"val_chrf, 0 none ({from_recipe('bleu_sentences')})")
     command.add_argument("--early-stopping", type=int, default=None, metavar="EPOCHS",
                          help="stop after this many epochs without a better --keep-best value, "
                               f"0 never ({from_recipe('early_stopping')})")

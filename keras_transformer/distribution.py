@@ -44,6 +44,8 @@ def support_multi_worker(model, strategy):
     import tensorflow as tf
     from keras import ops, tree
 
+    check_keras_internals(model)
+
     def local(value):
         if isinstance(value, tf.distribute.DistributedValues):
             return strategy.experimental_local_results(value)[0]
@@ -65,6 +67,29 @@ def support_multi_worker(model, strategy):
     model._maybe_symbolic_build = maybe_symbolic_build
     model.train_step = with_shape_one(model.train_step)
     model.test_step = with_shape_one(model.test_step)
+
+
+# The Keras releases whose private trainer methods `support_multi_worker` replaces were read and
+# tested (tests/test_distribution.py trains two workers); another release may have moved them.
+TESTED_KERAS = ("3.15",)
+
+
+def check_keras_internals(model):
+    """Fails loudly, before any training, where `support_multi_worker` would patch a Keras it was
+    not tested with, or private methods that are not there."""
+    import keras
+
+    release = ".".join(keras.__version__.split(".")[:2])
+    missing = [name for name in ("_maybe_symbolic_build", "_symbolic_build")
+               if not callable(getattr(model, name, None))]
+    if release not in TESTED_KERAS or missing:
+        raise RuntimeError(
+            f"--strategy multi_worker patches private methods of Keras's trainer "
+            f"(keras-team/keras#20585) and was tested with Keras {', '.join(TESTED_KERAS)}; this "
+            f"is Keras {keras.__version__}" + (f", which lacks {', '.join(missing)}" if missing
+                                               else "") +
+            ". Install a tested Keras (requirements.txt) or check support_multi_worker in "
+            "keras_transformer/distribution.py against this release.")
 
 
 def is_chief(strategy_name):

@@ -67,7 +67,7 @@ class TrainSettings:
     steps_per_epoch: int | None = None
     max_minutes: float | None = None
     keep_best: str | None = None
-    bleu_sentences: int = 500
+    bleu_sentences: int | None = None
     early_stopping: int | None = None
     keep_checkpoints: int = 0
     average_last: int = 0

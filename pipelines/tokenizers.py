@@ -27,8 +27,8 @@ from tensorflow_text.python.ops.ngrams_op import gen_ngrams_op
 
 from pipelines.normalization import rules_tsv
 
-RESERVED_TOKENS = ["[PAD]", "[UNK]", "[START]", "[END]"]
-PAD_ID, UNK_ID, START_ID, END_ID = range(len(RESERVED_TOKENS))
+# the model's convention (the only thing pipelines takes from keras_transformer)
+from keras_transformer.special_tokens import END_ID, PAD_ID, RESERVED_TOKENS, START_ID, UNK_ID  # noqa: E402
 
 # A script with more distinct characters than this (Chinese, Japanese) leaves its rarest 0.05% of
 # character occurrences to [UNK], as SentencePiece advises; smaller alphabets keep every character.
@@ -113,7 +113,7 @@ class SentencePieceTokenizer(tf.Module):
         super().__init__()
         self.model = bytes(model)
         self._processor = spm.SentencePieceProcessor(model_proto=self.model)
-        reserved = [self._processor.id_to_piece(i) for i in range(len(RESERVED_TOKENS))]
+        reserved = tuple(self._processor.id_to_piece(i) for i in range(len(RESERVED_TOKENS)))
         if reserved != RESERVED_TOKENS:
             raise ValueError(f"the model's first pieces must be {RESERVED_TOKENS}, got {reserved}")
         self._tokenizer = tft.FastSentencepieceTokenizer(self.model)

@@ -112,3 +112,18 @@ def test_multi_worker_training_from_the_command_line(small_tsv, tmp_path):
     for mine, theirs in zip(keras.models.load_model(chief.best_model, compile=False).weights,
                             keras.models.load_model(other.best_model, compile=False).weights):
         np.testing.assert_allclose(np.asarray(mine), np.asarray(theirs), rtol=1e-5, atol=1e-6)
+
+
+def test_multi_worker_support_refuses_a_keras_it_was_not_tested_with(tiny_model, monkeypatch):
+    import keras
+
+    from keras_transformer.distribution import check_keras_internals
+
+    check_keras_internals(tiny_model)  # the pinned Keras: fine
+    monkeypatch.setattr(keras, "__version__", "3.99.0")
+    with pytest.raises(RuntimeError, match="tested with Keras 3.15; this is Keras 3.99.0"):
+        check_keras_internals(tiny_model)
+    monkeypatch.undo()
+    monkeypatch.setattr(tiny_model, "_maybe_symbolic_build", None, raising=False)
+    with pytest.raises(RuntimeError, match="which lacks _maybe_symbolic_build"):
+        check_keras_internals(tiny_model)

@@ -47,7 +47,7 @@ def texts(strings):
 def test_reserved_tokens_come_first(tokenizers):
     assert (PAD_ID, UNK_ID, START_ID, END_ID) == (0, 1, 2, 3)
     for tokenizer in tokenizers:
-        assert [tokenizer.id_to_token(i) for i in range(4)] == RESERVED_TOKENS == ["[PAD]", "[UNK]", "[START]", "[END]"]
+        assert tuple(tokenizer.id_to_token(i) for i in range(4)) == RESERVED_TOKENS == ("[PAD]", "[UNK]", "[START]", "[END]")
         assert [tokenizer.token_to_id(token) for token in RESERVED_TOKENS] == [0, 1, 2, 3]
         assert 300 < tokenizer.vocab_size <= 600
 

@@ -1,0 +1,131 @@
+"""Keras callbacks of the train job: a time budget, translation quality on the validation set,
+rolling checkpoints for averaging, and the time to the first step.
+
+Each one does one thing during `model.fit`; the run directory's file names come from `RunDir`.
+"""
+
+import json
+import time
+
+import keras
+
+
+class FirstStepTime(keras.callbacks.Callback):
+    """Logs once how long the job took to finish its first training step (data preparation,
+    vocabulary learning, graph tracing and the step itself): what a user waits before training."""
+
+    def __init__(self, began, log):
+        super().__init__()
+        self.began, self.log, self.done = began, log, False
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self.done:
+            self.done = True
+            self.log(f"first training step done {time.perf_counter() - self.began:.1f} s after "
+                     "the job started")
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stops training at the end of the step during which `seconds` of training ran out (or right
+    after the validation of an epoch, if they ran out then).
+
+    The time counted is the wall time of `fit` (steps, and the validation of each epoch), summed
+    over every session of the run: it is written to `progress_file` at each epoch end (when
+    BackupAndRestore saves), so a resumed run only gets what is left. Validation still runs
+    after the last step, so the best model can be the last one.
+    """
+
+    def __init__(self, seconds, progress_file):
+        super().__init__()
+        self.seconds, self.progress_file = seconds, progress_file
+        self.used = self.load(progress_file)["train_seconds"]
+        self.spent = False
+        self.steps = 0
+        self.last_step_seconds = self.last_validation_seconds = 0.0
+
+    @staticmethod
+    def load(progress_file) -> dict:
+        """What earlier sessions used: {"train_seconds", "budget_spent", ...}."""
+        if progress_file.exists():
+            return json.loads(progress_file.read_text())
+        return {"train_seconds": 0.0, "budget_spent": False}
+
+    def elapsed(self):
+        return self.used + time.perf_counter() - self.began
+
+    def on_train_begin(self, logs=None):
+        self.began = self.step_began = time.perf_counter()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.step_began = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps += 1
+        self.step_ended = time.perf_counter()
+        self.last_step_seconds = self.step_ended - self.step_began
+        self._stop_if_spent("step")
+
+    def on_epoch_end(self, epoch, logs=None):
+        # validation (and val_bleu) ran after the epoch's last step
+        self.last_validation_seconds = time.perf_counter() - self.step_ended
+        self._stop_if_spent("validation")
+        self.save()
+
+    def _stop_if_spent(self, during):
+        if self.seconds is not None and not self.spent and self.elapsed() >= self.seconds:
+            self.spent, self.stopped_during = True, during
+            self.stop_elapsed = self.elapsed()
+            self.model.stop_training = True
+
+    def save(self):
+        progress = {"train_seconds": round(self.elapsed(), 3), "budget_spent": self.spent,
+                    "budget_seconds": self.seconds}
+        if self.spent:  # when it stopped (after a step, or after validation), the last step's length
+            progress.update(stopped_at_seconds=round(self.stop_elapsed, 3),
+                            stopped_after=self.stopped_during,
+                            last_step_seconds=round(self.last_step_seconds, 3),
+                            last_validation_seconds=round(self.last_validation_seconds, 3))
+        self.progress_file.write_text(json.dumps(progress, indent=2))
+
+
+class ValidationQuality(keras.callbacks.Callback):
+    """At each epoch end, translates the validation sources (greedy, with the key/value cache) and
+    adds `val_bleu` and `val_chrf` (sacrebleu) to the epoch's logs, for history.csv, TensorBoard,
+    ModelCheckpoint and EarlyStopping: put it before them in the callback list.
+
+    Args:
+        text_path: the model's `TextPath`.
+        sources, references: the validation pairs scored (references normalized as the outputs).
+    """
+
+    def __init__(self, text_path, sources, references, batch_size=64):
+        super().__init__()
+        self.text_path, self.sources, self.references = text_path, sources, references
+        self.batch_size = batch_size
+        self.translator = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        from keras_transformer.evaluation import score_translations
+        from keras_transformer.translator import Translator
+
+        if self.translator is None:  # traced once; it reads the weights as they are trained
+            self.translator = Translator(self.model, self.text_path)
+        hypotheses = self.translator.translate(self.sources, batch_size=self.batch_size)
+        scores = score_translations(hypotheses, self.references)
+        if logs is not None:
+            logs["val_bleu"], logs["val_chrf"] = scores["bleu"], scores["chrf"]
+
+
+class RollingCheckpoints(keras.callbacks.Callback):
+    """Saves the weights at each epoch end as `folder/epoch_NNNN.weights.h5` and keeps the last
+    `keep` of them: what checkpoint averaging (`keras_transformer.averaging`) reads."""
+
+    def __init__(self, folder, keep):
+        super().__init__()
+        self.folder, self.keep = folder, keep
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.model.save_weights(self.folder / f"epoch_{epoch + 1:04d}.weights.h5")
+        for old in sorted(self.folder.glob("epoch_*.weights.h5"))[:-self.keep]:
+            old.unlink()

@@ -1,0 +1,53 @@
+"""What an export writes, as values: the artifacts with their sizes and the ops they need."""
+
+import dataclasses
+from pathlib import Path
+
+
+class ExportError(ValueError):
+    """An export that cannot be written as asked (an existing version, a bad option)."""
+
+
+@dataclasses.dataclass
+class Artifact:
+    """One exported SavedModel or .tflite file.
+
+    `extra_ops`: what it needs beyond the core runtime. For a SavedModel, the op types of its
+    graph that TensorFlow itself does not define (tensorflow-text's); for a .tflite file, its
+    custom ops (not TFLite builtins; Flex ops would be named Flex*).
+    """
+
+    path: Path
+    kind: str  # "saved_model" or "tflite"
+    size: int
+    extra_ops: tuple = ()
+
+    def describe(self, root=None) -> str:
+        name = self.path.relative_to(root) if root else self.path
+        if self.extra_ops:
+            needs = f"custom ops {', '.join(self.extra_ops)}"
+        else:
+            needs = ("core TensorFlow ops only" if self.kind == "saved_model"
+                     else "TFLite builtin ops only")
+        return f"{name}: {self.kind}, {self.size / 2 ** 20:.2f} MB, {needs}"
+
+
+@dataclasses.dataclass
+class ExportResult:
+    version_dir: Path
+    artifacts: list
+
+    @property
+    def version(self) -> int:
+        return int(self.version_dir.name)
+
+    def artifact(self, relative_path=".") -> Artifact:
+        """The artifact at `relative_path` in the version folder ("." is the SavedModel,
+        "translate_ids", "tflite/translate.tflite", ...)."""
+        for artifact in self.artifacts:
+            if artifact.path.relative_to(self.version_dir) == Path(relative_path):
+                return artifact
+        raise KeyError(relative_path)
+
+    def describe(self) -> str:
+        return "\n".join(a.describe(self.version_dir.parent) for a in self.artifacts)

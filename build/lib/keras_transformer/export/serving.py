@@ -1,0 +1,149 @@
+"""The serving graph: frozen greedy and beam decoders over ids, and the model's text path around them.
+
+Signatures (greedy and beam search decode with the key/value cache):
+    serving_default   sentences [B] string -> translations [B] string
+    beam_search       sentences [B] string -> translations [B] string (the best hypothesis),
+                      hypotheses [B, K] string and scores [B, K] float32, best first
+                      (log-probability / GNMT length penalty)
+    translate_ids     source_ids [B, S] int32 ([START] ... [END], 0-padded)
+                      -> output_ids [B, max_length] int32 (ends with [END], then 0s)
+
+Each signature is one hop from `decoding`: text path -> `FrozenDecoder` -> the frozen graph of
+`decoding.greedy_decode` / `decoding.beam_search`.
+"""
+
+import tensorflow as tf
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+from keras_transformer import decoding
+from keras_transformer.export.artifacts import ExportError
+from pipelines.tokenizers import UNK_ID
+
+STRINGS_SPEC = tf.TensorSpec([None], tf.string, name="sentences")
+IDS_SPEC = tf.TensorSpec([None, None], tf.int32, name="source_ids")
+
+
+def clean_source(source_ids, vocab_size, max_length):
+    """(B, S) -> (B, min(S, max_length)) int32; ids outside the vocabulary read as [UNK]."""
+    source_ids = tf.cast(source_ids, tf.int32)[:, :max_length]
+    outside = tf.logical_or(source_ids < 0, source_ids >= vocab_size)
+    return tf.where(outside, UNK_ID, source_ids)
+
+
+class FrozenDecoder:
+    """A decoding function over (B, S) int32 ids, traced once and frozen: its variables become
+    constants (TFLite cannot run a while loop whose body reads Keras variables, and a frozen
+    graph converts with the stock converter).
+
+    Args:
+        function: ids -> a tensor or a tuple of tensors.
+        shapes: the static shape of each output (a frozen function's outputs lose them).
+        max_length: the width sources are padded to under XLA.
+        jit_compile: also an XLA-compiled version, fed sources padded to max_length (XLA
+            compiles once per input shape: one compilation per batch size).
+    """
+
+    def __init__(self, function, shapes, max_length, jit_compile=False):
+        traced = tf.function(function, input_signature=[IDS_SPEC], autograph=False)
+        # lower_control_flow=False keeps the functional While (the default lowers it to
+        # Enter/Exit/Switch/Merge, which XLA cannot compile)
+        self.frozen = convert_variables_to_constants_v2(traced.get_concrete_function(),
+                                                        lower_control_flow=False)
+        self.shapes, self.max_length = shapes, max_length
+        self.compiled = (tf.function(self.run, jit_compile=True, autograph=False)
+                         if jit_compile else None)
+
+    def run(self, source_ids):
+        outputs = self.frozen(source_ids)
+        for output, shape in zip(outputs, self.shapes):
+            output.set_shape(shape)
+        return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+    def __call__(self, source_ids, xla=True):
+        if self.compiled is None or not xla:
+            return self.run(source_ids)
+        source_ids = source_ids[:, :self.max_length]  # padded outside the compiled function
+        width = self.max_length - tf.shape(source_ids)[1]
+        return self.compiled(tf.pad(source_ids, [[0, 0], [0, width]]))
+
+
+class TranslationModule(tf.Module):
+    """The serving module: frozen greedy and beam decoders over ids, and the model's `TextPath`
+    (normalize, tokenize, frame; detokenize) around them.
+
+    Args:
+        model: a trained `build_transformer` model.
+        text_path: its `pipelines.text_path.TextPath`; its max_length bounds the source tokens
+            kept (with [START] and [END]) and the output tokens made.
+        beam_size, alpha: of the `beam_search` signature (GNMT length penalty exponent).
+        jit_compile: compile decoding with XLA (in the SavedModel; never in TFLite).
+    """
+
+    def __init__(self, model, text_path, beam_size=decoding.BEAM_SIZE, alpha=decoding.ALPHA,
+                 jit_compile=False):
+        super().__init__(name="translation")
+        if beam_size < 1:
+            raise ExportError(f"beam_size must be positive, got {beam_size}")
+        self.text_path = text_path
+        self.max_length, self.beam_size = text_path.max_length, int(beam_size)
+        self.alpha, self.jit_compile = float(alpha), bool(jit_compile)
+        parts = model.parts
+        vocab_size, length = parts.source_embedding.vocab_size, self.max_length
+
+        def greedy(source_ids):
+            source_ids = clean_source(source_ids, vocab_size, length)
+            return text_path.answer_ids(source_ids, decoding.greedy_decode(parts, source_ids, length))
+
+        def beam(source_ids):
+            source_ids = clean_source(source_ids, vocab_size, length)
+            tokens, scores, _ = decoding.beam_search(parts, source_ids, length, self.beam_size,
+                                                     self.alpha)
+            return (text_path.answer_ids(source_ids, tokens),
+                    tf.where(text_path.has_words(source_ids)[:, None], scores, 0.0))
+
+        # Frozen once; every signature and TFLite file runs these graphs.
+        self.greedy = FrozenDecoder(greedy, [[None, length]], length, jit_compile)
+        self.beam = FrozenDecoder(beam, [[None, self.beam_size, length], [None, self.beam_size]],
+                                  length, jit_compile)
+        self.translate = tf.function(self._translate, input_signature=[STRINGS_SPEC],
+                                     autograph=False)
+        self.beam_search = tf.function(self._beam_search, input_signature=[STRINGS_SPEC],
+                                       autograph=False)
+        self.translate_ids = tf.function(self._translate_ids, input_signature=[IDS_SPEC],
+                                         autograph=False)
+
+    def _translate(self, sentences):
+        output = self.greedy(self.text_path.source_ids(sentences))
+        return {"translations": self.text_path.translations(output)}
+
+    def _beam_search(self, sentences):
+        tokens, scores = self.beam(self.text_path.source_ids(sentences))
+        batch = tf.shape(tokens)[0]
+        flat = tf.reshape(tokens, [batch * self.beam_size, self.max_length])
+        hypotheses = tf.reshape(self.text_path.translations(flat), [batch, self.beam_size])
+        return {"translations": hypotheses[:, 0], "hypotheses": hypotheses, "scores": scores}
+
+    def _translate_ids(self, source_ids):
+        return {"output_ids": self.greedy(source_ids)}
+
+    def signatures(self):
+        return {"serving_default": self.translate.get_concrete_function(),
+                "beam_search": self.beam_search.get_concrete_function(),
+                "translate_ids": self.translate_ids.get_concrete_function()}
+
+    def ids_module(self):
+        """A module with `translate_ids` alone: core TensorFlow ops, no tokenizers."""
+        module = tf.Module(name="translate_ids")
+        module.translate_ids = tf.function(self._translate_ids, input_signature=[IDS_SPEC],
+                                           autograph=False)
+        return module
+
+    def tflite_function(self, kind):
+        """The function TFLite converts: "strings" or "ids"; never XLA."""
+        if kind == "strings":
+            return tf.function(
+                lambda sentences: {"translations": self.text_path.translations(
+                    self.greedy(self.text_path.source_ids(sentences), xla=False))},
+                input_signature=[STRINGS_SPEC], autograph=False)
+        return tf.function(lambda source_ids: {"output_ids": self.greedy(source_ids, xla=False)},
+                           input_signature=[IDS_SPEC], autograph=False)

@@ -1,0 +1,126 @@
+"""The run directory: the only code that knows the names of the files a training run writes.
+
+    RUN_DIR/
+      config.json           the model's TransformerConfig
+      settings.json         the training settings that must match to resume the run
+      status.json           epochs finished once training completed
+      source.spm            SentencePiece models (vocabulary and normalization rules)
+      target.spm
+      data/{train,validation,test}.tsv   the splits the run used, cleaned
+      best.keras            the kept model: best validation BLEU (or loss, --keep-best val_loss)
+      averaged.keras        the mean of the last checkpoints (--average-last N, `average`)
+      checkpoints/          the last N epochs' weights (--keep-checkpoints N)
+      backup/               BackupAndRestore state while training runs
+      progress.json         training time used, and whether the --max-minutes budget is spent
+      history.csv           one row per epoch: losses, accuracy, val_bleu, val_chrf
+      logs/                 TensorBoard
+      hypotheses.txt        written by `evaluate`
+"""
+
+import json
+from pathlib import Path
+
+from keras_transformer.config import TransformerConfig
+
+SPLITS = ("train", "validation", "test")
+
+
+class IncompatibleRunError(ValueError):
+    """The output directory holds a run made with other settings."""
+
+
+class RunDir:
+    def __init__(self, path):
+        self.path = Path(path)
+
+    config_file = property(lambda self: self.path / "config.json")
+    settings_file = property(lambda self: self.path / "settings.json")
+    status_file = property(lambda self: self.path / "status.json")
+    source_tokenizer = property(lambda self: self.path / "source.spm")
+    target_tokenizer = property(lambda self: self.path / "target.spm")
+    best_model = property(lambda self: self.path / "best.keras")
+    averaged_model = property(lambda self: self.path / "averaged.keras")
+    checkpoints = property(lambda self: self.path / "checkpoints")
+    progress = property(lambda self: self.path / "progress.json")
+    backup = property(lambda self: self.path / "backup")
+    history = property(lambda self: self.path / "history.csv")
+    logs = property(lambda self: self.path / "logs")
+    hypotheses = property(lambda self: self.path / "hypotheses.txt")
+    data = property(lambda self: self.path / "data")
+
+    def split_file(self, split):
+        return self.data / f"{split}.tsv"
+
+    def exists(self):
+        return self.settings_file.exists()
+
+    def create(self):
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def require_trained(self):
+        """Raise a clear error unless this directory holds a trained model."""
+        if not self.path.is_dir():
+            raise FileNotFoundError(f"{self.path}: no such run directory")
+        if not self.best_model.exists():
+            raise FileNotFoundError(
+                f"{self.path} holds no trained model ({self.best_model.name} is missing); "
+                "train one with `python -m keras_transformer train --out "
+                f"{self.path}`")
+
+    def load_trained(self):
+        """(model, text_path, config) of the best model: inference only, no optimizer."""
+        import keras
+
+        from pipelines.text_path import TextPath
+        from pipelines.tokenizers import SentencePieceTokenizer
+
+        self.require_trained()
+        for path in (self.config_file, self.source_tokenizer, self.target_tokenizer):
+            if not path.exists():
+                raise FileNotFoundError(f"{self.path} is incomplete: {path.name} is missing (a run "
+                                        "of an older version of this package: train it again)")
+        config = self.load_config()
+        model = keras.models.load_model(self.best_model, compile=False)
+        text_path = TextPath(SentencePieceTokenizer.load(self.source_tokenizer),
+                             SentencePieceTokenizer.load(self.target_tokenizer), config.max_length)
+        return model, text_path, config
+
+    def save_config(self, config: TransformerConfig):
+        self.config_file.write_text(config.to_json())
+
+    def load_config(self) -> TransformerConfig:
+        return TransformerConfig.from_json(self.config_file.read_text())
+
+    def save_settings(self, settings: dict):
+        self.settings_file.write_text(json.dumps(settings, indent=2, sort_keys=True))
+
+    def load_settings(self) -> dict:
+        return json.loads(self.settings_file.read_text())
+
+    def check_compatible(self, settings: dict):
+        """Raise IncompatibleRunError if the directory holds a run with other settings."""
+        if not self.exists():
+            if self.path.exists() and any(self.path.iterdir()):
+                raise IncompatibleRunError(
+                    f"{self.path} is not empty and holds no run of ours; "
+                    "choose another --out")
+            return
+        previous = self.load_settings()
+        differences = {key: (previous.get(key), settings.get(key))
+                       for key in sorted(set(previous) | set(settings))
+                       if previous.get(key) != settings.get(key)}
+        if differences:
+            listed = ", ".join(f"{key}: {old!r} there, {new!r} now"
+                               for key, (old, new) in differences.items())
+            raise IncompatibleRunError(
+                f"{self.path} holds a run with other settings ({listed}); use another "
+                "--out, or the same options to resume it")
+
+    def finished_epochs(self) -> int:
+        """Epochs of a completed training, 0 while none completed."""
+        if not self.status_file.exists():
+            return 0
+        return json.loads(self.status_file.read_text())["epochs"]
+
+    def mark_finished(self, epochs: int):
+        self.status_file.write_text(json.dumps({"epochs": epochs}))

@@ -1,0 +1,11 @@
+"""The reserved tokens and their ids: the one definition the model, decoding, the tokenizers and the
+benchmarks share. Plain constants, no import: the JAX-only GPU machines read them too.
+
+    [PAD]=0    padding: masked in every attention and ignored by the loss
+    [UNK]=1    a piece the vocabulary lacks
+    [START]=2  first decoder input; starts every source ([START] x [END])
+    [END]=3    ends every sequence; decoding stops there
+"""
+
+RESERVED_TOKENS = ("[PAD]", "[UNK]", "[START]", "[END]")
+PAD_ID, UNK_ID, START_ID, END_ID = range(len(RESERVED_TOKENS))

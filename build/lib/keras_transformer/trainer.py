@@ -1,0 +1,363 @@
+"""The train job: text -> tokenizers -> tf.data -> model.fit -> a run directory -> a report.
+
+Needs TensorFlow (tf.data, tensorflow-text, tf.distribute), imported when a job runs.
+A run killed at any moment and started again with the same settings resumes from its last
+finished epoch (BackupAndRestore) and ends after the same number of epochs, or when the time
+budget, counted over every session, is spent.
+"""
+
+import csv
+import dataclasses
+import math
+import time
+import warnings
+
+import keras
+
+from keras_transformer import callbacks as job_callbacks
+from keras_transformer.config import MIXED_PRECISION, preset
+from keras_transformer.distribution import (
+    STRATEGIES, batch_count, distribution_strategy, is_chief, support_multi_worker, worker_count,
+    worker_directory)
+from keras_transformer.model import build_transformer
+from keras_transformer.recipes import recipe
+from keras_transformer.run_dir import SPLITS, RunDir
+from keras_transformer.training import compile_transformer
+
+__all__ = ["STRATEGIES", "MIXED_PRECISION", "KEEP_BEST", "TrainSettings", "train"]
+
+KEEP_BEST = {"val_bleu": "max", "val_loss": "min"}  # what decides the kept model
+# Splits of at most this many pairs are tokenized once and cached in memory (and shuffled whole
+# each epoch); larger ones stream from disk every epoch, shuffled in a bounded buffer.
+CACHED_PAIRS = 200_000
+
+
+@dataclasses.dataclass
+class TrainSettings:
+    """What a run is made of. A field left at None takes the value of the data's recipe
+    (`keras_transformer.recipes`: one for the embedded dataset, one for real corpora).
+
+    `data`, `validation_data`, `test_data`: "default" (the embedded dataset, for `data`), a TSV or
+    "SOURCE,TARGET" aligned files; held-out splits not given are carved out of `data`.
+    `max_bad_fraction`: malformed lines tolerated (skipped and reported) before the job stops.
+    `vocab_sample`: training pairs (a uniform sample) the vocabularies are learned from.
+    `steps_per_epoch`: steps between evaluations; 0 or None in the recipe: a pass over the data.
+    `max_minutes`: a training time budget, over every session of the run.
+    `keep_best`: "val_bleu" or "val_loss", what decides the kept model.
+    `bleu_sentences`: validation sentences translated for val_bleu/val_chrf each epoch (0: none).
+    `early_stopping`: stop after this many epochs without a better `keep_best` (0: never).
+    `keep_checkpoints`, `average_last`: keep the last N epochs' weights; average the last N.
+    """
+
+    data: str = "default"
+    validation_data: str | None = None
+    test_data: str | None = None
+    max_bad_fraction: float = 0.05
+    vocab_sample: int = 100_000
+    preset: str | None = None
+    overrides: dict = dataclasses.field(default_factory=dict)
+    vocab_size: int | None = None
+    shared_vocab: bool = False
+    batch_tokens: int | None = None
+    warmup_steps: int | None = None
+    learning_rate_scale: float | None = None
+    label_smoothing: float | None = None
+    seed: int = 0
+    epochs: int | None = None
+    steps_per_epoch: int | None = None
+    max_minutes: float | None = None
+    keep_best: str | None = None
+    bleu_sentences: int | None = None
+    early_stopping: int | None = None
+    keep_checkpoints: int = 0
+    average_last: int = 0
+    jit_compile: bool = False
+    mixed_precision: str | None = None
+    strategy: str = "default"
+
+    # fields that may change when a run is resumed
+    FREE = ("epochs", "max_minutes", "early_stopping", "average_last", "jit_compile", "strategy")
+
+    def resolved(self) -> "TrainSettings":
+        """These settings with every None taken from the data's recipe, and the recipe's model
+        settings under the `--set` overrides."""
+        defaults = recipe(self.data)
+        values = dataclasses.asdict(self)
+        for name, value in defaults.items():
+            if name in values and values[name] is None:
+                values[name] = value
+        values["overrides"] = {**defaults["model"], **self.overrides}
+        if values["steps_per_epoch"] == 0:  # asked for explicitly: an epoch is a pass over the data
+            values["steps_per_epoch"] = None
+        if values["keep_best"] not in KEEP_BEST:
+            raise ValueError(f"keep_best must be one of {sorted(KEEP_BEST)}, got {values['keep_best']!r}")
+        return TrainSettings(**values)
+
+    def identity(self) -> dict:
+        """The settings a resumed run must share."""
+        values = dataclasses.asdict(self)
+        for free in self.FREE:
+            values.pop(free)
+        return values
+
+
+def prepare_data(settings, run, log):
+    """The run's cleaned splits (data/{train,validation,test}.tsv) and their sizes, plus a sample of
+    the training pairs to learn the vocabulary from (None when resuming: the files exist)."""
+    from pipelines import corpus, default_data, readers
+
+    files = {split: run.split_file(split) for split in SPLITS}
+    if all(path.exists() for path in files.values()):
+        return {split: readers.count_lines(path) for split, path in files.items()}, None
+    if settings.data == "default":
+        splits = default_data.default_splits(seed=settings.seed)
+        default_data.write_splits(splits, run.data)
+        log(f"data: the embedded English -> Spanish dataset (seed {settings.seed})")
+        return {split: len(pairs) for split, pairs in splits.items()}, splits["train"]
+    prepared = corpus.prepare_corpus(
+        settings.data, run.data, validation=settings.validation_data, test=settings.test_data,
+        seed=settings.seed, sample_size=settings.vocab_sample,
+        max_bad_fraction=settings.max_bad_fraction, log=log)
+    return prepared.sizes, prepared.sample
+
+
+def load_tokenizers(settings, run, sample, log):
+    """The run's tokenizers: loaded when resuming, else learned from the sample of training pairs."""
+    from pipelines import tokenizers
+
+    if run.source_tokenizer.exists() and run.target_tokenizer.exists():
+        return (tokenizers.SentencePieceTokenizer.load(run.source_tokenizer),
+                tokenizers.SentencePieceTokenizer.load(run.target_tokenizer))
+    if sample is None:
+        raise FileNotFoundError(f"{run.path} holds its data but no tokenizers; use a new --out")
+    began = time.perf_counter()
+    log(f"learning {'a shared' if settings.shared_vocab else 'source and target'} SentencePiece "
+        f"vocabular{'y' if settings.shared_vocab else 'ies'} of {settings.vocab_size} pieces "
+        f"from {len(sample):,} pairs ...")
+    source, target = tokenizers.build_tokenizers(sample, settings.vocab_size,
+                                                 shared=settings.shared_vocab)
+    log(f"  learned in {time.perf_counter() - began:.1f} s")
+    source.save(run.source_tokenizer)
+    target.save(run.target_tokenizer)
+    return source, target
+
+
+def best_so_far(run, monitor):
+    """The best `monitor` value in history.csv, so a resumed run keeps the true best model."""
+    if not run.history.exists():
+        return None
+    with open(run.history) as file:
+        values = [float(row[monitor]) for row in csv.DictReader(file) if row.get(monitor)]
+    if not values:
+        return None
+    return max(values) if KEEP_BEST[monitor] == "max" else min(values)
+
+
+def validation_pairs(run, count):
+    """The first `count` validation pairs, references normalized as translations come out."""
+    from pipelines.normalization import normalize
+    from pipelines.readers import load_pairs
+
+    pairs = load_pairs(run.split_file("validation"))[0][:count]
+    return [source for source, _ in pairs], [normalize(target) for _, target in pairs]
+
+
+@dataclasses.dataclass
+class Job:
+    """What `train` sets up before fitting: the run, its data sizes and text path, the config."""
+
+    settings: TrainSettings
+    run: RunDir
+    strategy: object
+    sizes: dict
+    text_path: object
+    config: object
+    began: float
+
+
+def set_up(settings, out, log) -> Job:
+    """Resolves the settings, checks the run directory, prepares data and tokenizers."""
+    from pipelines import batching
+    from pipelines.text_path import TextPath
+
+    began = time.perf_counter()
+    settings = settings.resolved()
+    # first, before any TensorFlow op: multi-worker collectives are configured at startup
+    strategy = distribution_strategy(settings.strategy)
+    run = RunDir(out if is_chief(settings.strategy) else worker_directory(out))
+    run.check_compatible(settings.identity())
+    run.create()
+    run.save_settings(settings.identity())
+    keras.utils.set_random_seed(settings.seed)
+    keras.config.set_dtype_policy(MIXED_PRECISION.get(settings.mixed_precision, "float32"))
+
+    sizes, sample = prepare_data(settings, run, log)
+    source_tokenizer, target_tokenizer = load_tokenizers(settings, run, sample, log)
+    config = preset(settings.preset, **{
+        "source_vocab_size": source_tokenizer.vocab_size,
+        "target_vocab_size": target_tokenizer.vocab_size, **settings.overrides})
+    run.save_config(config)
+    text_path = TextPath(source_tokenizer, target_tokenizer, config.max_length)
+    log(f"pairs: train {sizes['train']:,}, validation {sizes['validation']:,}, "
+        f"test {sizes['test']:,}; vocabulary: source {source_tokenizer.vocab_size}, "
+        f"target {target_tokenizer.vocab_size}")
+    if sample:
+        truncated = batching.count_truncated(sample, text_path)
+        if truncated:
+            log(f"  {truncated / len(sample):.1%} of the training pairs are longer than "
+                f"max_length={config.max_length} pieces and will be truncated")
+    return Job(settings, run, strategy, sizes, text_path, config, began)
+
+
+def is_finished(job) -> bool:
+    """Whether the run already ended (all its epochs, its time budget, or early stopping): then
+    the job only reports. BackupAndRestore removes its state when fit ends, so an ended run
+    cannot be continued; a new --out trains a new one."""
+    return job.run.status_file.exists() and job.run.best_model.exists()
+
+
+def fit(job, verbose, log) -> dict:
+    """Builds, compiles and fits the model; returns what the report says of the training."""
+    from pipelines import batching
+
+    settings, run, strategy, config = job.settings, job.run, job.strategy, job.config
+
+    def dataset(split, training):
+        # XLA compiles once per batch shape: pad to a few fixed shapes, drop ragged remainders
+        fixed = settings.jit_compile
+        data = batching.make_dataset(
+            run.split_file(split), job.text_path, batch_tokens=settings.batch_tokens,
+            shuffle=training, seed=settings.seed, pad_to_bucket=fixed,
+            drop_remainder=fixed and training, cache=job.sizes[split] <= CACHED_PAIRS,
+            shuffle_buffer=min(job.sizes[split], batching.STREAM_SHUFFLE_BUFFER) or None)
+        # with a fixed number of steps per epoch, epochs may end anywhere in the data
+        return data.repeat() if training and settings.steps_per_epoch else data
+
+    with strategy.scope():
+        model = build_transformer(config)
+        compile_transformer(model, config.d_model, settings.warmup_steps,
+                            settings.learning_rate_scale, settings.label_smoothing,
+                            jit_compile=settings.jit_compile)
+        if settings.strategy == "multi_worker":
+            support_multi_worker(model, strategy)
+    log(f"model: {settings.preset}, {model.count_params():,} parameters; "
+        f"strategy {settings.strategy} ({strategy.num_replicas_in_sync} replicas)")
+    train_data = dataset("train", training=True)
+    validation_data = dataset("validation", training=False)
+    steps_per_epoch, validation_steps = settings.steps_per_epoch, None
+    if settings.strategy == "multi_worker":
+        # Workers share out whole batches, and each step waits for every worker: all must
+        # take the same number of steps, or one waits forever at the end of an epoch.
+        workers = worker_count()
+        if steps_per_epoch is None:
+            steps_per_epoch = max(1, batch_count(train_data) // workers)
+            train_data = train_data.repeat()
+        validation_steps = max(1, batch_count(validation_data) // workers)
+        validation_data = validation_data.repeat()
+
+    budget = job_callbacks.TimeBudget(
+        None if settings.max_minutes is None else 60 * settings.max_minutes, run.progress)
+    began = time.perf_counter()
+    with warnings.catch_warnings():
+        # Keras warns at the end of every pass over data whose length tf.data cannot tell in
+        # advance (bucketed batches): "Your input ran out of data". That end is expected.
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        history = model.fit(train_data, validation_data=validation_data, epochs=settings.epochs,
+                            steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
+                            shuffle=False,  # the dataset shuffles itself, with the run's seed
+                            callbacks=callbacks(job, budget, log), verbose=verbose)
+    seconds = round(time.perf_counter() - began, 1)
+    if budget.spent:
+        log(f"the time budget of {settings.max_minutes:g} minutes is spent: training stopped "
+            f"after {budget.stop_elapsed:.0f} s (this session: {budget.steps} steps)")
+    log(f"trained in {seconds:.0f} s")
+    losses = history.history.get("loss", [])
+    if losses and not math.isfinite(losses[-1]):  # TerminateOnNaN stopped it
+        raise FloatingPointError("training stopped: the loss became NaN")
+    run.mark_finished(_epochs_done(run))
+    return {"train_seconds": seconds, "budget_spent": budget.spent}
+
+
+def _epochs_done(run):
+    with open(run.history) as file:
+        return sum(1 for _ in csv.DictReader(file))
+
+
+def callbacks(job, budget, log):
+    """The job's callbacks, in order: quality first (it adds val_bleu to the logs the others read)."""
+    settings, run = job.settings, job.run
+    monitor, mode = settings.keep_best, KEEP_BEST[settings.keep_best]
+    found = []
+    if settings.bleu_sentences:
+        found.append(job_callbacks.ValidationQuality(
+            job.text_path, *validation_pairs(run, settings.bleu_sentences)))
+    elif monitor == "val_bleu":
+        raise ValueError("keep_best=val_bleu needs bleu_sentences > 0")
+    found += [
+        job_callbacks.FirstStepTime(job.began, log),
+        budget,
+        keras.callbacks.BackupAndRestore(str(run.backup), double_checkpoint=True),
+        keras.callbacks.ModelCheckpoint(str(run.best_model), monitor=monitor, mode=mode,
+                                        save_best_only=True,
+                                        initial_value_threshold=best_so_far(run, monitor)),
+        keras.callbacks.CSVLogger(str(run.history), append=True),
+        keras.callbacks.TensorBoard(str(run.logs)),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+    if settings.keep_checkpoints or settings.average_last:
+        found.append(job_callbacks.RollingCheckpoints(
+            run.checkpoints, max(settings.keep_checkpoints, settings.average_last)))
+    if settings.early_stopping:
+        found.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode,
+                                                   patience=settings.early_stopping))
+    return found
+
+
+def report(job, examples, log) -> dict:
+    """Translates the test split with the kept model (and the averaged one, with average_last)."""
+    from keras_transformer.averaging import average_run
+    from keras_transformer.evaluation import score_translations
+    from keras_transformer.translator import Translator
+    from pipelines.normalization import normalize
+    from pipelines.readers import load_pairs
+
+    settings, run = job.settings, job.run
+    test_pairs = load_pairs(run.split_file("test"))[0]
+    sources = [source for source, _ in test_pairs]
+    references = [normalize(target) for _, target in test_pairs]
+    models = {"best": keras.models.load_model(run.best_model, compile=False)}
+    if settings.average_last:
+        models["averaged"], files = average_run(run, settings.average_last)
+        log(f"averaged the last {len(files)} checkpoints into {run.averaged_model}")
+    result = {}
+    for name, model in models.items():
+        translator = Translator(model, job.text_path)
+        began = time.perf_counter()
+        hypotheses = translator.translate(sources)
+        scores = score_translations(hypotheses, references)
+        log(f"translated {len(sources)} test sentences in {time.perf_counter() - began:.1f} s "
+            f"(greedy, cached) with the {name} model")
+        if name == "best":
+            result.update(exact_match=scores["exact_match"], test_bleu=scores["bleu"],
+                          test_chrf=scores["chrf"])
+            for source, reference, hypothesis in list(zip(sources, references, hypotheses))[:examples]:
+                mark = "=" if hypothesis == reference else "x"
+                log(f"  {source}\n  {mark} {hypothesis}")
+        else:
+            result.update({f"{name}_test_bleu": scores["bleu"], f"{name}_test_chrf": scores["chrf"]})
+        log(f"test ({name}): BLEU {scores['bleu']:.1f}, chrF {scores['chrf']:.1f}, exact match "
+            f"{100 * scores['exact_match']:.1f}% ({len(references)} sentences)")
+    return result
+
+
+def train(settings: TrainSettings, out, examples=5, verbose="auto", log=print):
+    """Train (or resume, or just report on) the run in `out`; returns the report as a dict."""
+    job = set_up(settings, out, log)
+    result = {"run_dir": str(job.run.path), "epochs": job.settings.epochs}
+    if is_finished(job):
+        log(f"{job.run.path} already finished {job.run.finished_epochs()} epochs; reporting on "
+            "its best model")
+    else:
+        result.update(fit(job, verbose, log))
+    result.update(report(job, examples, log))
+    return result

@@ -1,0 +1,111 @@
+"""Training as in the paper (section 5): label-smoothed loss, the warmup schedule, Adam.
+
+Every object here is a registered Keras object, so a saved `.keras` model reloads
+compiled and can train further.
+"""
+
+import keras
+from keras import ops
+
+from keras_transformer.layers.masks import PAD_ID
+
+
+@keras.saving.register_keras_serializable(package="keras_transformer")
+class MaskedSparseCrossEntropy(keras.losses.Loss):
+    """Cross-entropy against label-smoothed targets, averaged over real (non-padding) tokens.
+
+    Smoothed target: (1 - eps) on the true token plus eps / V on every token (eps = 0.1
+    in the paper). y_true (B, T) int ids, y_pred (B, T, V) logits -> a scalar; padding
+    positions contribute nothing to the loss or to the token count.
+    """
+
+    def __init__(self, label_smoothing=0.1, pad_id=PAD_ID, name="masked_cross_entropy",
+                 **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = label_smoothing
+        self.pad_id = pad_id
+
+    def call(self, y_true, y_pred):
+        y_true = ops.cast(y_true, "int32")
+        log_probs = ops.log_softmax(ops.cast(y_pred, "float32"), axis=-1)
+        true_log_probs = ops.take_along_axis(log_probs, ops.expand_dims(y_true, -1),
+                                             axis=-1)[..., 0]
+        eps = self.label_smoothing
+        per_token = -(1.0 - eps) * true_log_probs - eps * ops.mean(log_probs, axis=-1)
+        real = ops.cast(ops.not_equal(y_true, self.pad_id), "float32")
+        # Per-token values that Keras then averages over all B * T slots (and scales for
+        # tf.distribute replicas): rescaled so that average is the mean over real tokens.
+        slots = ops.cast(ops.size(real), "float32")
+        return per_token * real * (slots / ops.maximum(ops.sum(real), 1.0))
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing,
+                "pad_id": self.pad_id}
+
+
+@keras.saving.register_keras_serializable(package="keras_transformer")
+class MaskedAccuracy(keras.metrics.Metric):
+    """Fraction of real (non-padding) target tokens predicted exactly, over all batches."""
+
+    def __init__(self, pad_id=PAD_ID, name="masked_accuracy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.pad_id = pad_id
+        self.correct = self.add_variable((), initializer="zeros", name="correct")
+        self.total = self.add_variable((), initializer="zeros", name="total")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = ops.cast(y_true, "int32")
+        predicted = ops.cast(ops.argmax(y_pred, axis=-1), "int32")
+        real = ops.not_equal(y_true, self.pad_id)
+        hits = ops.logical_and(real, ops.equal(predicted, y_true))
+        self.correct.assign_add(ops.sum(ops.cast(hits, "float32")))
+        self.total.assign_add(ops.sum(ops.cast(real, "float32")))
+
+    def result(self):
+        return self.correct / ops.maximum(self.total, 1.0)
+
+    def reset_state(self):
+        self.correct.assign(0.0)
+        self.total.assign(0.0)
+
+    def get_config(self):
+        return {**super().get_config(), "pad_id": self.pad_id}
+
+
+@keras.saving.register_keras_serializable(package="keras_transformer")
+class TransformerSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """lrate = scale * d_model^-0.5 * min(step^-0.5, step * warmup_steps^-1.5) (paper eq. 3).
+
+    Linear warmup for `warmup_steps`, then decay with the inverse square root of the
+    step. `step` counts from 1 (Keras's optimizer counts from 0).
+    """
+
+    def __init__(self, d_model, warmup_steps=4000, scale=1.0):
+        self.d_model = d_model
+        self.warmup_steps = warmup_steps
+        self.scale = scale
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32") + 1.0
+        warmup = float(self.warmup_steps)
+        return (self.scale * self.d_model ** -0.5
+                * ops.minimum(ops.rsqrt(step), step * warmup ** -1.5))
+
+    def get_config(self):
+        return {"d_model": self.d_model, "warmup_steps": self.warmup_steps,
+                "scale": self.scale}
+
+
+def paper_optimizer(d_model, warmup_steps=4000, scale=1.0):
+    """Adam(beta_1=0.9, beta_2=0.98, epsilon=1e-9) on the paper's schedule."""
+    return keras.optimizers.Adam(TransformerSchedule(d_model, warmup_steps, scale),
+                                 beta_1=0.9, beta_2=0.98, epsilon=1e-9)
+
+
+def compile_transformer(model, d_model, warmup_steps=4000, learning_rate_scale=1.0,
+                        label_smoothing=0.1, jit_compile="auto"):
+    """Compile `model` with the paper's loss, schedule and optimizer, and masked accuracy."""
+    model.compile(optimizer=paper_optimizer(d_model, warmup_steps, learning_rate_scale),
+                  loss=MaskedSparseCrossEntropy(label_smoothing),
+                  metrics=[MaskedAccuracy()], jit_compile=jit_compile)
+    return model

@@ -1,0 +1,123 @@
+"""Text in, text out: tokenize, decode with the cached search of `decoding`, detokenize.
+
+TensorFlow-only (the tokenizers are tensorflow-text ops); imported where it is used.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from keras_transformer import decoding
+from keras_transformer.run_dir import RunDir
+from pipelines.normalization import utf8
+
+
+
+class Translator:
+    """Translates lists of sentences with a trained model and its `TextPath`.
+
+    Sources are normalized, tokenized, framed as [START] pieces [END] and truncated to
+    `max_length` tokens, as in training; outputs stop at [END] or after `max_length` tokens.
+    A source with no piece (empty, or spaces) gives "". Each search is traced once as a
+    `tf.function` over (B, S) int32 ids (optionally XLA-compiled).
+    """
+
+    def __init__(self, model, text_path, jit_compile=False):
+        self.parts = model.parts
+        self.text_path = text_path
+        self.source_tokenizer = text_path.source_tokenizer
+        self.target_tokenizer = text_path.target_tokenizer
+        self.max_length = text_path.max_length
+        self.jit_compile = jit_compile
+        self._traced = {}
+
+    def source_ids(self, sentences):
+        """list[str] -> (B, S) int32 [START] ids [END], padded with 0."""
+        return self.text_path.source_ids(_strings(sentences))
+
+    def _search(self, search, **options):
+        """The traced search: (B, S) ids -> (B, max_length) ids; for "beam", (B, K, max_length)
+        ids and (B, K) scores, best first."""
+        if search not in decoding.SEARCHES:
+            raise ValueError(f"unknown search {search!r}; choose from {decoding.SEARCHES}")
+        key = (search, tuple(sorted(options.items())))
+        if key not in self._traced:
+            decode = {"greedy": decoding.greedy_decode, "sample": decoding.sample_decode,
+                      "beam": lambda *args, **kwargs: decoding.beam_search(*args, **kwargs)[:2]}
+            self._traced[key] = tf.function(
+                lambda source: decode[search](self.parts, source, self.max_length, **options),
+                input_signature=[tf.TensorSpec([None, None], tf.int32)],
+                jit_compile=self.jit_compile, autograph=False)
+        return self._traced[key]
+
+    def translate_ids(self, source_ids, search="greedy", **options):
+        """(B, S) int32 -> (B, max_length) int32 output ids (beam search: the best hypothesis)."""
+        output = self._search(search, **options)(tf.convert_to_tensor(source_ids, tf.int32))
+        return output[0][:, 0] if search == "beam" else output
+
+    def translate(self, sentences, search="greedy", batch_size=64, **options):
+        """list[str] -> list[str]. Sentences are batched by length to waste little on padding.
+
+        `options`: beam_size and alpha for "beam"; temperature, top_k, top_p, seed for "sample";
+        no_repeat_ngram for all three.
+        """
+        sentences = list(sentences)
+        if not sentences:
+            return []
+        lengths = self.text_path.source_lengths(_strings(sentences)).numpy()
+        order = np.argsort(lengths, kind="stable")
+        translations = [None] * len(sentences)
+        for begin in range(0, len(sentences), batch_size):
+            chosen = order[begin:begin + batch_size]
+            source = self.source_ids([sentences[i] for i in chosen])
+            output = self.text_path.answer_ids(source, self.translate_ids(source, search, **options))
+            texts = self.text_path.translations(output).numpy()
+            for i, text in zip(chosen, texts):
+                translations[i] = text.decode("utf-8")
+        return translations
+
+    def translate_nbest(self, sentences, n=decoding.BEAM_SIZE, batch_size=64, **options):
+        """Beam search's `n` best hypotheses of each sentence: list[list[(score, text)]], best
+        first; the score is the length-normalized log-probability. `options`: beam_size (at
+        least n; default n), alpha, no_repeat_ngram."""
+        options = {"beam_size": max(n, options.pop("beam_size", n)), **options}
+        if not 1 <= n <= options["beam_size"]:
+            raise ValueError(f"n-best must be between 1 and the beam size, got {n}")
+        results = []
+        for begin in range(0, len(sentences), batch_size):
+            source = self.source_ids(list(sentences[begin:begin + batch_size]))
+            tokens, scores = self._search("beam", **options)(source)
+            tokens = self.text_path.answer_ids(source, tokens)[:, :n]
+            batch = tf.shape(tokens)[0]
+            texts = self.text_path.translations(tf.reshape(tokens, [batch * n, self.max_length]))
+            texts = np.asarray(texts).reshape(-1, n)
+            has_words = self.text_path.has_words(source).numpy()
+            for row_texts, row_scores, words in zip(texts, np.asarray(scores)[:, :n], has_words):
+                results.append([(float(score) if words else 0.0, text.decode("utf-8"))
+                                for score, text in zip(row_scores, row_texts)])
+        return results
+
+    def attention(self, sentence):
+        """Greedy translation of one sentence and every attention weight that produced it.
+
+        The weights are the ones the cached decoding computed step by step (its tokens are
+        `translate_ids`'s greedy output). Returns an `attention_maps.AttentionMaps`.
+        """
+        from keras_transformer.attention_maps import AttentionMaps
+
+        source = np.asarray(self.source_ids([sentence]))
+        decoded = decoding.greedy_decode_with_attention(self.parts, source, self.max_length)
+        return AttentionMaps.from_decoding(sentence, source[0], decoded,
+                                           self.source_tokenizer.id_to_token,
+                                           self.target_tokenizer.id_to_token)
+
+
+def _strings(sentences):
+    """list[str] -> a string tensor of their UTF-8 bytes (a lone surrogate, no valid Unicode,
+    becomes bytes the tokenizer reads as [UNK], as any invalid UTF-8)."""
+    return tf.constant([utf8(sentence) for sentence in sentences], tf.string)
+
+
+def load_translator(run_dir, jit_compile=False):
+    """The Translator of a trained run directory (its best model and tokenizers)."""
+    model, text_path, _ = RunDir(run_dir).load_trained()
+    return Translator(model, text_path, jit_compile=jit_compile)

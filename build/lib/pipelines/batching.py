@@ -1,0 +1,114 @@
+"""tf.data input pipelines: text pairs -> padded id batches `((source, target_in), target_out)` for `fit`.
+
+The pairs come from a list in memory or stream from a `source<TAB>target` file (the cleaned splits of
+`pipelines.corpus`), so a corpus larger than memory trains. Framing and tokenization are the
+`TextPath`'s (sequences are (B, S/T) int32, padded with 0):
+
+    source      [START] x [END]
+    target_in   [START] y
+    target_out  y [END]
+
+`batch_tokens` bounds the padded size of each side of a batch, B * max(S, T) <= batch_tokens;
+bucketing by length packs many short sentences together.
+"""
+
+from pathlib import Path
+
+import tensorflow as tf
+
+from pipelines.tokenizers import PAD_ID
+
+_ENCODE_BATCH = 256  # sentences tokenized per call: ragged ops amortize far better on a batch
+STREAM_SHUFFLE_BUFFER = 200_000  # lines shuffled before tokenizing when nothing is cached
+
+
+def text_pairs(data) -> tf.data.Dataset:
+    """(source, target) string pairs from a list of pairs, or from a cleaned TSV file (streamed)."""
+    if isinstance(data, (str, Path)):
+        def split(line):
+            fields = tf.strings.split(line, "\t", maxsplit=1)
+            return fields[0], fields[-1]
+        return tf.data.TextLineDataset(str(data)).map(split, num_parallel_calls=tf.data.AUTOTUNE)
+    if not data:
+        raise ValueError("no pairs to make a dataset of")
+    sources, targets = zip(*data)
+    return tf.data.Dataset.from_tensor_slices((list(sources), list(targets)))
+
+
+def count_truncated(pairs, text_path) -> int:
+    """How many of `pairs` (a list) `make_dataset` truncates to the text path's max_length."""
+    if not pairs:
+        return 0
+    sources, targets = zip(*pairs)
+    source_lengths = text_path.source_tokenizer.tokenize(list(sources)).row_lengths()
+    target_lengths = text_path.target_tokenizer.tokenize(list(targets)).row_lengths()
+    truncated = ((source_lengths > text_path.max_length - 2)
+                 | (target_lengths > text_path.max_length - 1))
+    return int(tf.math.count_nonzero(truncated))
+
+
+def make_dataset(data, text_path, *, batch_tokens: int, shuffle: bool, seed: int,
+                 bucketing: bool = True, bucket_width: int = 4, pad_to_bucket: bool = False,
+                 drop_remainder: bool = False, cache: bool | None = None,
+                 shuffle_buffer: int | None = None) -> tf.data.Dataset:
+    """A dataset of `((source, target_in), target_out)` batches, each (B, None) int32 padded with 0.
+
+    Args:
+        data: (source, target) string pairs, or the path of a `source<TAB>target` file.
+        text_path: a `pipelines.text_path.TextPath` (tokenizers, framing and max_length).
+        batch_tokens: about this many token slots per side of a batch (sentences x padded length).
+        shuffle: shuffle the sentences, again each epoch; the order of every epoch depends only on
+            `seed`.
+        bucketing: group sentences of similar length (buckets `bucket_width` tokens wide); otherwise
+            batches of `batch_tokens // max_length` sentences.
+        pad_to_bucket: pad source and target to their bucket's longest length, so batches come in a
+            few fixed shapes (XLA compiles once per shape rather than once per batch).
+        drop_remainder: drop the last, smaller batch (of each bucket).
+        cache: keep the tokenized sentences in memory after the first epoch, and shuffle them all
+            each epoch. Default: for a list, yes; for a file, no: lines are then shuffled in a
+            buffer of `shuffle_buffer` (default STREAM_SHUFFLE_BUFFER) before tokenizing, and
+            memory stays bounded whatever the corpus size.
+        shuffle_buffer: sentences shuffled together (default: all of a cached dataset).
+    """
+    max_length = text_path.max_length
+    if batch_tokens < max_length:
+        raise ValueError(f"batch_tokens ({batch_tokens}) must be at least max_length ({max_length})")
+    streamed = isinstance(data, (str, Path))
+    cache = not streamed if cache is None else cache
+    pairs = text_pairs(data)
+    if shuffle and not cache:
+        pairs = pairs.shuffle(shuffle_buffer or STREAM_SHUFFLE_BUFFER, seed=seed,
+                              reshuffle_each_iteration=True)
+    dataset = (pairs.batch(_ENCODE_BATCH)
+               .map(text_path.training_example, num_parallel_calls=tf.data.AUTOTUNE,
+                    deterministic=True)
+               .unbatch()
+               .map(lambda inputs, target_out: (inputs, target_out)))  # ragged rows -> dense
+    if cache:
+        dataset = dataset.cache()
+        if shuffle:
+            size = shuffle_buffer or (len(data) if not streamed else STREAM_SHUFFLE_BUFFER)
+            dataset = dataset.shuffle(size, seed=seed, reshuffle_each_iteration=True)
+    if bucketing:
+        # Buckets of lengths 1..w, w+1..2w, ..., the last one ending at max_length.
+        boundaries = list(range(bucket_width + 1, max_length + 1, bucket_width))
+        if pad_to_bucket:  # padding to a boundary needs an upper bound on the last bucket too
+            boundaries.append(max_length + 1)
+        longest = [bound - 1 for bound in boundaries] + [max_length]
+        dataset = dataset.bucket_by_sequence_length(
+            lambda inputs, target_out: tf.maximum(tf.shape(inputs[0])[0], tf.shape(target_out)[0]),
+            boundaries, [batch_tokens // length for length in longest],
+            pad_to_bucket_boundary=pad_to_bucket, drop_remainder=drop_remainder)
+    else:
+        dataset = dataset.padded_batch(batch_tokens // max_length, drop_remainder=drop_remainder)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def padding_fraction(dataset: tf.data.Dataset) -> float:
+    """The fraction of [PAD] among all source and target_in slots of one pass over `dataset`."""
+    padding = slots = 0
+    for (source, target_in), _ in dataset:
+        for ids in (source, target_in):
+            padding += int(tf.math.count_nonzero(ids == PAD_ID))
+            slots += int(tf.size(ids))
+    return padding / slots

@@ -1,0 +1,81 @@
+"""The one text path of a translation model: normalize -> tokenize -> frame -> (decode) -> detokenize.
+
+Training batches (`pipelines.batching`), `Translator`, the SavedModel and the TFLite models all go
+through a `TextPath`, so a sentence gets the same ids wherever it runs. Normalization happens inside
+the tokenizers (`pipelines.normalization`).
+
+Framing (B = sentences, S/T = padded lengths, 0 = [PAD]):
+
+    source      [START] x [END]      (B, S), S <= max_length: x keeps its first max_length - 2 pieces
+    target_in   [START] y            (B, T), T <= max_length: y keeps its first max_length - 1 pieces
+    target_out  y [END]              (B, T)
+
+A source with no piece between [START] and [END] (empty, spaces or only dropped characters) is
+translated as "": its output ids are all [PAD].
+"""
+
+import tensorflow as tf
+
+from pipelines.tokenizers import END_ID, PAD_ID, START_ID
+
+
+class TextPath(tf.Module):
+    """Text <-> framed ids for a (source, target) pair of tokenizers and a model's `max_length`."""
+
+    def __init__(self, source_tokenizer, target_tokenizer, max_length: int):
+        super().__init__(name="text_path")
+        if max_length < 3:
+            raise ValueError(f"max_length must leave room for [START], a token and [END], "
+                             f"got {max_length}")
+        self.source_tokenizer = source_tokenizer
+        self.target_tokenizer = target_tokenizer
+        self.max_length = int(max_length)
+
+    def source_ids(self, sentences) -> tf.Tensor:
+        """Strings (B,) -> (B, S) int32 [START] pieces [END], 0-padded, S <= max_length.
+
+        Dense before slicing: slicing a ragged tensor emits RaggedRange, which TFLite lacks.
+        """
+        pieces = self.source_tokenizer.tokenize(sentences)
+        keep = self.max_length - 2
+        dense = pieces.to_tensor(PAD_ID)[:, :keep]
+        lengths = tf.cast(tf.minimum(pieces.row_lengths(), keep), tf.int32)
+        batch = tf.shape(dense)[0]
+        ids = tf.concat([tf.fill([batch, 1], START_ID), dense, tf.zeros([batch, 1], tf.int32)],
+                        axis=1)
+        positions = tf.range(tf.shape(ids)[1])
+        return tf.where(positions[None, :] == lengths[:, None] + 1, END_ID, ids)
+
+    def source_lengths(self, sentences) -> tf.Tensor:
+        """Strings (B,) -> (B,) int64 pieces per sentence, before truncation."""
+        return self.source_tokenizer.tokenize(sentences).row_lengths()
+
+    def training_example(self, sources, targets):
+        """Strings (N,), (N,) -> ((source, target_in), target_out), each ragged (N, None) int32."""
+        source = _framed(self.source_tokenizer.tokenize(sources), self.max_length - 2)
+        target = _framed(self.target_tokenizer.tokenize(targets), self.max_length - 1)
+        return (source, target[:, :-1]), target[:, 1:]
+
+    @staticmethod
+    def has_words(source_ids) -> tf.Tensor:
+        """(B, S) -> (B,) bool: some token besides [PAD], [START] and [END]."""
+        source_ids = tf.convert_to_tensor(source_ids)
+        reserved = (source_ids == PAD_ID) | (source_ids == START_ID) | (source_ids == END_ID)
+        return tf.reduce_any(~reserved, axis=1)
+
+    def answer_ids(self, source_ids, output_ids) -> tf.Tensor:
+        """Output ids (B, T) or (B, K, T) with every row of a wordless source set to [PAD]."""
+        output_ids = tf.convert_to_tensor(output_ids)
+        # reshaped, not indexed with new axes: a strided slice of bools is no TFLite builtin
+        has_words = tf.reshape(self.has_words(source_ids), [-1] + [1] * (output_ids.shape.rank - 1))
+        return tf.where(has_words, output_ids, tf.zeros_like(output_ids))
+
+    def translations(self, output_ids) -> tf.Tensor:
+        """Output ids (B, T) -> strings (B,): the pieces before [END], detokenized."""
+        return self.target_tokenizer.detokenize(output_ids)
+
+
+def _framed(ids, budget):
+    """Ragged (N, None) -> [START] ids[:budget] [END], ragged (N, None)."""
+    column = tf.ones([ids.nrows(), 1], tf.int32)
+    return tf.concat([column * START_ID, ids[:, :budget], column * END_ID], axis=1)
