@@ -97,6 +97,9 @@ PRESETS = {
     # The default job: learns the embedded dataset on 2 CPU cores in minutes.
     "small": dict(num_layers=2, d_model=128, num_heads=4, d_ff=512, dropout=0.1,
                   max_length=64),
+    # Real corpora on a CPU in minutes: the shape of the keras.io / keras-hub translation example.
+    "medium": dict(num_layers=2, d_model=256, num_heads=8, d_ff=1024, dropout=0.1,
+                   max_length=128),
     # The paper's base model (Table 3): N=6, d_model=512, h=8, d_ff=2048, P_drop=0.1.
     "base": dict(num_layers=6, d_model=512, num_heads=8, d_ff=2048, dropout=0.1,
                  max_length=256),

@@ -79,14 +79,15 @@ class TrainSettings:
     FREE = ("epochs", "max_minutes", "early_stopping", "average_last", "jit_compile", "strategy")
 
     def resolved(self) -> "TrainSettings":
-        """These settings with every None taken from the data's recipe, and the recipe's model
-        settings under the `--set` overrides."""
+        """These settings with every None taken from the data's recipe, and, when the preset is
+        the recipe's, the recipe's model settings under the `--set` overrides."""
         defaults = recipe(self.data)
         values = dataclasses.asdict(self)
         for name, value in defaults.items():
             if name in values and values[name] is None:
                 values[name] = value
-        values["overrides"] = {**defaults["model"], **self.overrides}
+        recipe_model = defaults["model"] if self.preset is None else {}
+        values["overrides"] = {**recipe_model, **self.overrides}
         if values["steps_per_epoch"] == 0:  # asked for explicitly: an epoch is a pass over the data
             values["steps_per_epoch"] = None
         if values["keep_best"] not in KEEP_BEST:

@@ -50,6 +50,8 @@ def test_settings_left_out_come_from_the_datas_recipe():
         REAL_CORPUS["steps_per_epoch"], 123, REAL_CORPUS["keep_best"])
     assert real.overrides == {**REAL_CORPUS["model"], "dropout": 0.3}  # --set wins
     assert TrainSettings(data="x.tsv", steps_per_epoch=0).resolved().steps_per_epoch is None
+    # a preset the user chose is taken as it is: no recipe model settings on top
+    assert TrainSettings(preset="base").resolved().overrides == {}
 
 
 def test_time_budget_stops_within_one_step_and_the_run_reports(small_tsv, tmp_path):
