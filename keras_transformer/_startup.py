@@ -4,8 +4,10 @@ TensorFlow prints C++ start-up lines when it loads (CPU features, CUDA probing, 
 without a GPU "failed call to cuInit: ... CUDA error"). None is a failure, but each looks like
 one. Keras loads its backend when it is imported, so the package imports Keras (and, on the
 TensorFlow backend, finds the devices and loads tensorflow-text) with the standard error stream
-closed. Messages after that, and any exception, show as usual; TF_CPP_MIN_LOG_LEVEL (default 2
-here: errors only) still decides which C++ messages TensorFlow prints later.
+closed. Python warnings and exceptions after that show as usual. TensorFlow's later C++ messages
+follow TF_CPP_MIN_LOG_LEVEL, 3 here unless set: at the first step on a CPU without AVX-512 it logs
+"E0000 ... oneDNN supports DT_INT32 only on platforms with AVX-512. Falling back to ..." at error
+severity, though nothing failed (a real failure is raised as an exception). Set it to 0 to see all.
 """
 
 import os
@@ -14,7 +16,7 @@ import sys
 
 def quiet_backend_start():
     """Imports Keras, its backend and tensorflow-text with stderr closed (once per process)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if "keras" in sys.modules:
         return
     sys.stderr.flush()

@@ -175,7 +175,7 @@ def average(args):
     averaged, files = average_run(run, args.last)
     print(f"averaged {len(files)} checkpoints ({files[0].name} ... {files[-1].name}) into "
           f"{run.averaged_model}")
-    best, text_path, _ = run.load_trained()
+    best, text_path, _ = run.load_trained(run.best_model)
     sources, references = validation_pairs(run, args.sentences)
     for name, model in (("best", best), ("averaged", averaged)):
         scores = score_translations(Translator(model, text_path).translate(sources), references)
@@ -299,19 +299,21 @@ def build_parser():
                               "runs out, then evaluate and report (counted over resumed "
                               "sessions too; default: none)")
     command.add_argument("--keep-best", choices=sorted(KEEP_BEST), default=None,
-                         help="what decides the kept best.keras (default: val_bleu)")
+                         help=f"what decides the kept best.keras ({from_recipe('keep_best')})")
     command.add_argument("--bleu-sentences", type=int, default=None,
                          help="validation sentences translated each epoch for val_bleu and "
                               f"val_chrf, 0 none ({from_recipe('bleu_sentences')})")
     command.add_argument("--early-stopping", type=int, default=None, metavar="EPOCHS",
                          help="stop after this many epochs without a better --keep-best value, "
                               f"0 never ({from_recipe('early_stopping')})")
-    command.add_argument("--keep-checkpoints", type=int, default=defaults.keep_checkpoints,
+    command.add_argument("--keep-checkpoints", type=int, default=None,
                          metavar="N", help="keep the weights of the last N epochs in "
-                                           "checkpoints/ (for `average`)")
-    command.add_argument("--average-last", type=int, default=defaults.average_last, metavar="N",
+                                           f"checkpoints/, for `average` ({from_recipe('keep_checkpoints')})")
+    command.add_argument("--average-last", type=int, default=None, metavar="N",
                          help="at the end, average the last N epochs' weights into "
-                              "averaged.keras and report its test scores too")
+                              "averaged.keras, the run's model from then on (translate, "
+                              "evaluate, export), and report both models' test scores "
+                              f"({from_recipe('average_last')})")
     command.add_argument("--batch-tokens", type=int, default=None,
                          help=f"batch size in tokens, sentences bucketed by length "
                               f"({from_recipe('batch_tokens')})")

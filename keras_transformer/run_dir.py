@@ -40,6 +40,12 @@ class RunDir:
     target_tokenizer = property(lambda self: self.path / "target.spm")
     best_model = property(lambda self: self.path / "best.keras")
     averaged_model = property(lambda self: self.path / "averaged.keras")
+
+    @property
+    def model_file(self):
+        """The run's model, what translate, evaluate and export use: the averaged checkpoints when
+        the run has them (--average-last, or the `average` command), else the kept best model."""
+        return self.averaged_model if self.averaged_model.exists() else self.best_model
     checkpoints = property(lambda self: self.path / "checkpoints")
     progress = property(lambda self: self.path / "progress.json")
     backup = property(lambda self: self.path / "backup")
@@ -67,8 +73,9 @@ class RunDir:
                 "train one with `python -m keras_transformer train --out "
                 f"{self.path}`")
 
-    def load_trained(self):
-        """(model, text_path, config) of the best model: inference only, no optimizer."""
+    def load_trained(self, model_file=None):
+        """(model, text_path, config) of the run's model (`model_file`, default `self.model_file`):
+        inference only, no optimizer."""
         import keras
 
         from pipelines.text_path import TextPath
@@ -80,7 +87,7 @@ class RunDir:
                 raise FileNotFoundError(f"{self.path} is incomplete: {path.name} is missing (a run "
                                         "of an older version of this package: train it again)")
         config = self.load_config()
-        model = keras.models.load_model(self.best_model, compile=False)
+        model = keras.models.load_model(model_file or self.model_file, compile=False)
         text_path = TextPath(SentencePieceTokenizer.load(self.source_tokenizer),
                              SentencePieceTokenizer.load(self.target_tokenizer), config.max_length)
         return model, text_path, config

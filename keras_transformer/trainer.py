@@ -69,8 +69,8 @@ class TrainSettings:
     keep_best: str | None = None
     bleu_sentences: int | None = None
     early_stopping: int | None = None
-    keep_checkpoints: int = 0
-    average_last: int = 0
+    keep_checkpoints: int | None = None
+    average_last: int | None = None
     jit_compile: bool = False
     mixed_precision: str | None = None
     strategy: str = "default"
@@ -315,7 +315,8 @@ def callbacks(job, budget, log):
 
 
 def report(job, examples, log) -> dict:
-    """Translates the test split with the kept model (and the averaged one, with average_last)."""
+    """Translates the test split with the run's model: the averaged one with average_last (the
+    paper's final model), reported beside the kept best one; else the kept best one."""
     from keras_transformer.averaging import average_run
     from keras_transformer.evaluation import score_translations
     from keras_transformer.translator import Translator
@@ -329,7 +330,8 @@ def report(job, examples, log) -> dict:
     models = {"best": keras.models.load_model(run.best_model, compile=False)}
     if settings.average_last:
         models["averaged"], files = average_run(run, settings.average_last)
-        log(f"averaged the last {len(files)} checkpoints into {run.averaged_model}")
+        log(f"averaged the last {len(files)} checkpoints into {run.averaged_model}: the run's model")
+    served = "averaged" if settings.average_last else "best"
     result = {}
     for name, model in models.items():
         translator = Translator(model, job.text_path)
@@ -338,7 +340,7 @@ def report(job, examples, log) -> dict:
         scores = score_translations(hypotheses, references)
         log(f"translated {len(sources)} test sentences in {time.perf_counter() - began:.1f} s "
             f"(greedy, cached) with the {name} model")
-        if name == "best":
+        if name == served:
             result.update(exact_match=scores["exact_match"], test_bleu=scores["bleu"],
                           test_chrf=scores["chrf"])
             for source, reference, hypothesis in list(zip(sources, references, hypotheses))[:examples]:
