@@ -260,7 +260,8 @@ def build_parser():
     command = commands.add_parser(
         "train", help="train a model with model.fit and write a run directory",
         description="Train on the embedded dataset or your own parallel text. Writes "
-                    "config.json, SentencePiece models, best.keras (best validation BLEU), "
+                    "config.json, SentencePiece models, best.keras (the kept model), averaged.keras "
+                    "(with --average-last), "
                     "history.csv and TensorBoard logs/ to --out. Run the same command "
                     "again after an interruption to resume from the last finished epoch. "
                     "Options left out take the data's recipe (docs/recipes.md).")

@@ -3,6 +3,7 @@ installed into a fresh virtual environment with `pip install WHEEL[tensorflow]`,
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import venv
@@ -33,9 +34,13 @@ def pinned_constraints(path):
 
 @pytest.mark.skipif(os.environ.get("KT_SKIP_WHEEL_TEST") == "1", reason="KT_SKIP_WHEEL_TEST=1")
 def test_the_wheel_installs_with_its_tensorflow_extra_and_trains(tmp_path):
+    # from a copy of the source: setuptools would reuse a stale build/ left in the checkout
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "runs", "*.egg-info", "__pycache__", ".pytest_cache"))
     dist = tmp_path / "dist"
     run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", dist, ROOT])
+         "-w", dist, source])
     wheel = next(dist.glob("keras_transformer-*.whl"))
     venv.create(tmp_path / "venv", with_pip=True)
     python = tmp_path / "venv" / "bin" / "python"

@@ -1,3 +1,0 @@
-from keras_transformer.cli import main
-
-raise SystemExit(main())
