@@ -40,12 +40,6 @@ class RunDir:
     target_tokenizer = property(lambda self: self.path / "target.spm")
     best_model = property(lambda self: self.path / "best.keras")
     averaged_model = property(lambda self: self.path / "averaged.keras")
-
-    @property
-    def model_file(self):
-        """The run's model, what translate, evaluate and export use: the averaged checkpoints when
-        the run has them (--average-last, or the `average` command), else the kept best model."""
-        return self.averaged_model if self.averaged_model.exists() else self.best_model
     checkpoints = property(lambda self: self.path / "checkpoints")
     progress = property(lambda self: self.path / "progress.json")
     backup = property(lambda self: self.path / "backup")
@@ -53,6 +47,12 @@ class RunDir:
     logs = property(lambda self: self.path / "logs")
     hypotheses = property(lambda self: self.path / "hypotheses.txt")
     data = property(lambda self: self.path / "data")
+
+    @property
+    def model_file(self):
+        """The run's model, what translate, evaluate and export use: the averaged checkpoints when
+        the run has them (--average-last, or the `average` command), else the kept best model."""
+        return self.averaged_model if self.averaged_model.exists() else self.best_model
 
     def split_file(self, split):
         return self.data / f"{split}.tsv"
