@@ -83,11 +83,12 @@ def test_multi_worker_training_from_the_command_line(small_tsv, tmp_path):
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     out = tmp_path / "run"
-    # no --steps-per-epoch: the job must give both workers the same number of steps itself
+    # --steps-per-epoch 0 (a pass): the job must give both workers the same number of steps itself
     command = [sys.executable, "-m", "keras_transformer", "train", "--data", str(small_tsv),
                "--preset", "tiny", "--vocab-size", "300", "--batch-tokens", "1024",
                "--epochs", "2", "--strategy", "multi_worker", "--out", str(out),
-               "--examples", "0"]
+               "--examples", "0", "--steps-per-epoch", "0", "--bleu-sentences", "0",
+               "--keep-best", "val_loss"]
     workers = [subprocess.Popen(
         command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env=_env(TF_CONFIG=json.dumps({"cluster": cluster,
