@@ -52,10 +52,14 @@ def train(args):
 
 
 def search_options(args):
-    """The --search choice and its options, as Translator.translate takes them."""
+    """The --search choice and its options, as Translator.translate takes them; beam search's
+    alpha is the run's (chosen by `train` on validation sentences) unless --alpha is given."""
+    from keras_transformer.run_dir import RunDir
+
     options = {"no_repeat_ngram": args.no_repeat_ngram}
     if args.search == "beam":
-        options.update(beam_size=args.beam_size, alpha=args.alpha)
+        alpha = RunDir(args.run_dir).beam_alpha() if args.alpha is None else args.alpha
+        options.update(beam_size=args.beam_size, alpha=alpha)
     if args.search == "sample":
         options.update(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                        seed=args.seed)
@@ -218,8 +222,9 @@ def add_search_arguments(command):
                          help="decoding: greedy, beam search, or sampling")
     command.add_argument("--beam-size", type=int, default=decoding.BEAM_SIZE,
                          help=f"beams (--search beam; default {decoding.BEAM_SIZE})")
-    command.add_argument("--alpha", type=float, default=decoding.ALPHA,
-                         help=f"GNMT length penalty exponent (--search beam; default "
+    command.add_argument("--alpha", type=float, default=None,
+                         help="GNMT length penalty exponent (--search beam; default: the "
+                              "run's, chosen by train on validation sentences, else "
                               f"{decoding.ALPHA})")
     command.add_argument("--no-repeat-ngram", type=int, default=0, metavar="N",
                          help="never repeat an n-gram of the output (0: off)")
@@ -235,7 +240,8 @@ def add_search_arguments(command):
 
 def build_parser():
     from keras_transformer import decoding, recipes
-    from keras_transformer.trainer import KEEP_BEST, MIXED_PRECISION, STRATEGIES, TrainSettings
+    from keras_transformer.beam_alpha import ALPHAS
+    from keras_transformer.trainer import KEEP_BEST, PRECISIONS, STRATEGIES, TrainSettings
 
     defaults = TrainSettings()
     parser = argparse.ArgumentParser(
@@ -299,6 +305,9 @@ def build_parser():
                          help="a training time budget: stop at the end of the step where it "
                               "runs out, then evaluate and report (counted over resumed "
                               "sessions too; default: none)")
+    command.add_argument("--cooldown", type=float, default=None, metavar="FRACTION",
+                         help="with --max-minutes, take the learning rate linearly to 0 over "
+                              f"this last fraction of the budget, 0 none ({from_recipe('cooldown')})")
     command.add_argument("--keep-best", choices=sorted(KEEP_BEST), default=None,
                          help=f"what decides the kept best.keras ({from_recipe('keep_best')})")
     command.add_argument("--bleu-sentences", type=int, default=None,
@@ -315,6 +324,11 @@ def build_parser():
                               "averaged.keras, the run's model from then on (translate, "
                               "evaluate, export), and report both models' test scores "
                               f"({from_recipe('average_last')})")
+    command.add_argument("--tune-alpha", action=argparse.BooleanOptionalAction, default=None,
+                         help="after training, try beam search alphas "
+                              f"{', '.join(map(str, ALPHAS))} on the validation sentences and "
+                              "store the best, the default of translate, evaluate and export "
+                              f"({from_recipe('tune_alpha')})")
     command.add_argument("--batch-tokens", type=int, default=None,
                          help=f"batch size in tokens, sentences bucketed by length "
                               f"({from_recipe('batch_tokens')})")
@@ -338,8 +352,10 @@ def build_parser():
                                                                 "runs/default)")
     command.add_argument("--jit-compile", action="store_true",
                          help="compile training steps with XLA")
-    command.add_argument("--mixed-precision", choices=sorted(MIXED_PRECISION), default=None,
-                         help="compute in 16-bit floats (logits and loss stay float32)")
+    command.add_argument("--mixed-precision", choices=PRECISIONS, default=None,
+                         help="compute the layers in 16-bit floats (weights, logits and loss "
+                              "stay float32); auto: bfloat16 on GPUs and CPUs that compute it "
+                              f"natively, else float32 ({from_recipe('mixed_precision')})")
     command.add_argument("--strategy", choices=STRATEGIES, default=defaults.strategy,
                          help="tf.distribute: mirrored = every local GPU (or CPU device); "
                               "multi_worker = the machines in TF_CONFIG (run the same "
@@ -428,8 +444,10 @@ def build_parser():
                               "max_length: one compilation per batch size)")
     command.add_argument("--beam-size", type=int, default=decoding.BEAM_SIZE,
                          help="beams of the beam_search signature")
-    command.add_argument("--alpha", type=float, default=decoding.ALPHA,
-                         help="GNMT length penalty exponent of the beam_search signature")
+    command.add_argument("--alpha", type=float, default=None,
+                         help="GNMT length penalty exponent of the beam_search signature "
+                              "(default: the run's, chosen by train on validation sentences, "
+                              f"else {decoding.ALPHA})")
     command.add_argument("--tflite", nargs="+", default=None, metavar="VARIANT",
                          help="TFLite files to write (default: all of translate, "
                               "translate_float16, translate_int8, ids_float32, ids_float16, "

@@ -10,6 +10,7 @@
       best.keras            the kept model: best validation BLEU (or loss, --keep-best val_loss)
       averaged.keras        the mean of the last checkpoints (--average-last N, `average`)
       checkpoints/          the last N epochs' weights (--keep-checkpoints N)
+      decoding.json         beam search's alpha, chosen on validation sentences (--tune-alpha)
       backup/               BackupAndRestore state while training runs
       progress.json         training time used, and whether the --max-minutes budget is spent
       history.csv           one row per epoch: losses, accuracy, val_bleu, val_chrf
@@ -41,6 +42,7 @@ class RunDir:
     best_model = property(lambda self: self.path / "best.keras")
     averaged_model = property(lambda self: self.path / "averaged.keras")
     checkpoints = property(lambda self: self.path / "checkpoints")
+    decoding_file = property(lambda self: self.path / "decoding.json")
     progress = property(lambda self: self.path / "progress.json")
     backup = property(lambda self: self.path / "backup")
     history = property(lambda self: self.path / "history.csv")
@@ -53,6 +55,15 @@ class RunDir:
         """The run's model, what translate, evaluate and export use: the averaged checkpoints when
         the run has them (--average-last, or the `average` command), else the kept best model."""
         return self.averaged_model if self.averaged_model.exists() else self.best_model
+
+    def beam_alpha(self) -> float:
+        """Beam search's length penalty exponent for this run: the one the train job chose on
+        validation sentences (decoding.json), else the default (`decoding.ALPHA`)."""
+        from keras_transformer import decoding
+
+        if self.decoding_file.exists():
+            return float(json.loads(self.decoding_file.read_text())["alpha"])
+        return decoding.ALPHA
 
     def split_file(self, split):
         return self.data / f"{split}.tsv"
@@ -75,9 +86,7 @@ class RunDir:
 
     def load_trained(self, model_file=None):
         """(model, text_path, config) of the run's model (`model_file`, default `self.model_file`):
-        inference only, no optimizer."""
-        import keras
-
+        inference only, no optimizer, in float32 (`load_model`)."""
         from pipelines.text_path import TextPath
         from pipelines.tokenizers import SentencePieceTokenizer
 
@@ -87,10 +96,31 @@ class RunDir:
                 raise FileNotFoundError(f"{self.path} is incomplete: {path.name} is missing (a run "
                                         "of an older version of this package: train it again)")
         config = self.load_config()
-        model = keras.models.load_model(model_file or self.model_file, compile=False)
+        model = self.load_model(model_file)
         text_path = TextPath(SentencePieceTokenizer.load(self.source_tokenizer),
                              SentencePieceTokenizer.load(self.target_tokenizer), config.max_length)
         return model, text_path, config
+
+    def load_model(self, model_file=None):
+        """A model file of this run (default `model_file`), uncompiled, computing in float32
+        whatever precision it trained in: a mixed-precision model is rebuilt in float32 with its
+        weights (which are float32), so translations do not depend on the machine's 16-bit
+        arithmetic, and TFLite, which has no bfloat16 kernels, can convert it."""
+        import keras
+
+        from keras_transformer.model import build_transformer
+
+        model = keras.models.load_model(model_file or self.model_file, compile=False)
+        if model.compute_dtype == "float32":
+            return model
+        previous = keras.config.dtype_policy()
+        keras.config.set_dtype_policy("float32")
+        try:
+            float32 = build_transformer(self.load_config(), name=model.name)
+        finally:
+            keras.config.set_dtype_policy(previous)
+        float32.set_weights(model.get_weights())
+        return float32
 
     def save_config(self, config: TransformerConfig):
         self.config_file.write_text(config.to_json())

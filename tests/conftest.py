@@ -51,7 +51,7 @@ def tiny_settings(data, **changes):
 
     values = dict(data=str(data), preset="tiny", vocab_size=300, batch_tokens=1024,
                   warmup_steps=100, learning_rate_scale=0.5, epochs=6, seed=0, steps_per_epoch=0,
-                  bleu_sentences=100, overrides={"max_length": 64})
+                  bleu_sentences=100, tune_alpha=False, overrides={"max_length": 64})
     return TrainSettings(**{**values, **changes})
 
 
@@ -61,7 +61,8 @@ def trained_run(tmp_path_factory, small_tsv):
     from keras_transformer.trainer import train
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    report = train(tiny_settings(small_tsv), out, examples=0, verbose=0, log=lambda *a: None)
+    report = train(tiny_settings(small_tsv, tune_alpha=True), out, examples=0, verbose=0,
+                   log=lambda *a: None)
     keras.config.set_dtype_policy("float32")
     return out, report
 

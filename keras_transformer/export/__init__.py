@@ -152,12 +152,16 @@ def export_tflite(model, text_path, directory, variants=tuple(TFLITE_VARIANTS)) 
 
 
 def export_run(run_dir, out, **options) -> ExportResult:
-    """Exports the best model of a trained run directory as a new version under `out`.
+    """Exports the model of a trained run directory as a new version under `out`.
 
-    `options` as for `export`; the text path (tokenizers, max_length) is the run's.
+    `options` as for `export`; the text path (tokenizers, max_length) is the run's, and so is
+    the beam search alpha when `alpha` is left out or None (`RunDir.beam_alpha`).
     """
     versions.check_version(Path(out), options.get("version"))  # before the slow part
     check_variants(options.get("tflite", ()))
-    model, text_path, _ = RunDir(run_dir).load_trained()
+    run = RunDir(run_dir)
+    model, text_path, _ = run.load_trained()
+    if options.get("alpha") is None:
+        options["alpha"] = run.beam_alpha()
     metadata = {"run_dir": str(Path(run_dir).resolve()), **options.pop("metadata", {})}
     return export(model, text_path, out, metadata=metadata, **options)
