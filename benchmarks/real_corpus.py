@@ -90,8 +90,9 @@ def parse_args(argv=None):
     parser.add_argument("--eval-limit", type=int, default=None, metavar="N",
                         help="use only the first N validation and test pairs (smoke runs)")
     parser.add_argument("--bleu-tokenize", default="auto",
-                        help="sacrebleu tokenizer; auto: 13a, or char for a ja/ko/th target, zh "
-                             "for zh (a target written without spaces has no 13a words)")
+                        help="sacrebleu tokenizer; auto: as train and evaluate choose it, char "
+                             "for a target written without spaces (fewer than one per 12 "
+                             "characters: it has no 13a words), else 13a")
     parser.add_argument("--seed", type=int, default=0,
                         help="both systems' seed (ours gets --seed unless --ours-args has one)")
     parser.add_argument("--out", default=None,
@@ -382,10 +383,12 @@ def run_hub(args, files, out, result):
     row.update(json.loads(report.read_text()))
 
 
-def bleu_tokenizer(args, target):
-    if args.bleu_tokenize != "auto":
-        return args.bleu_tokenize
-    return {"ja": "char", "ko": "char", "th": "char", "zh": "zh"}.get(target, "13a")
+def bleu_tokenizer(args, references):
+    """--bleu-tokenize, or with auto the one `train` and `evaluate` use for these references
+    (`evaluation.bleu_tokenizer`: char for text written without spaces, else 13a)."""
+    from keras_transformer.evaluation import bleu_tokenizer as by_text
+
+    return by_text(references) if args.bleu_tokenize == "auto" else args.bleu_tokenize
 
 
 def score(rows, references, tokenize):
@@ -559,7 +562,7 @@ def main(argv=None):
     }
     for name in systems:
         (run_ours if name == "ours" else run_hub)(args, files, out, result)
-    result["signature"] = score(result["rows"], references, bleu_tokenizer(args, target))
+    result["signature"] = score(result["rows"], references, bleu_tokenizer(args, references))
     text = describe(result, args)
     (out / "results.md").write_text(text + "\n", encoding="utf-8")
     (out / "results.json").write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
