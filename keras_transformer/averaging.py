@@ -24,14 +24,12 @@ def average_run(run, last):
 
     Returns (the averaged model, the checkpoint files used).
     """
-    import keras
-
     run.require_trained()
     files = sorted(run.checkpoints.glob("epoch_*.weights.h5"))[-last:] if last > 0 else []
     if not files:
         raise FileNotFoundError(f"{run.path} keeps no checkpoints to average: train it with "
                                 "--keep-checkpoints N")
-    model = keras.models.load_model(run.best_model, compile=False)
+    model = run.load_model(run.best_model)
     average_weights(model, files)
     model.save(run.averaged_model)
     return model, files

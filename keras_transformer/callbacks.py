@@ -1,5 +1,6 @@
-"""Keras callbacks of the train job: a time budget, translation quality on the validation set,
-rolling checkpoints for averaging, and the time to the first step.
+"""Keras callbacks of the train job: a time budget and a learning-rate cooldown at its end,
+translation quality on the validation set, rolling checkpoints for averaging, and the time to the
+first step.
 
 Each one does one thing during `model.fit`; the run directory's file names come from `RunDir`.
 """
@@ -86,6 +87,34 @@ class TimeBudget(keras.callbacks.Callback):
                             last_step_seconds=round(self.last_step_seconds, 3),
                             last_validation_seconds=round(self.last_validation_seconds, 3))
         self.progress_file.write_text(json.dumps(progress, indent=2))
+
+
+class BudgetCooldown(keras.callbacks.Callback):
+    """Takes the learning rate linearly to zero over the last `fraction` of a time budget.
+
+    Before that the schedule (a `training.TransformerSchedule`) runs as it is; from then on, at
+    each step, its `factor` is set to the fraction of the cooldown left, so a run trained to a
+    budget ends at a small learning rate instead of the middle of its schedule (budget-aware
+    decay: Li et al., ICLR 2020, "Budgeted training"; the cooldown of warmup-stable-decay
+    schedules). Put it after `budget`, the `TimeBudget` whose clock (resumed sessions
+    included) it reads.
+    """
+
+    def __init__(self, schedule, budget, fraction):
+        super().__init__()
+        if not 0.0 < fraction <= 1.0:
+            raise ValueError(f"the cooldown fraction must be in (0, 1], got {fraction}")
+        self.schedule, self.budget, self.fraction = schedule, budget, fraction
+
+    def factor(self, elapsed):
+        """The learning-rate factor after `elapsed` seconds of the budget."""
+        left = 1.0 - elapsed / self.budget.seconds
+        return min(1.0, max(0.0, left / self.fraction))
+
+    def on_train_batch_begin(self, batch, logs=None):
+        factor = self.factor(self.budget.elapsed())
+        if factor != float(self.schedule.factor.numpy()):
+            self.schedule.factor.assign(factor)
 
 
 class ValidationQuality(keras.callbacks.Callback):

@@ -11,14 +11,16 @@ value was chosen is in docs/recipes.md, with the measurements behind it.
 EMBEDDED = dict(preset="small", epochs=20, vocab_size=1000, batch_tokens=1024, warmup_steps=1600,
                 learning_rate_scale=1.0, label_smoothing=0.1, steps_per_epoch=None,
                 keep_best="val_loss", bleu_sentences=200, early_stopping=0,
-                keep_checkpoints=5, average_last=5, model={"dropout": 0.0})
+                keep_checkpoints=5, average_last=5, tune_alpha=False, cooldown=0.0,
+                mixed_precision="float32", model={"dropout": 0.0})
 
 # A user's corpus (any language pair, 30k to millions of pairs): chosen on the validation set of
 # IWSLT'15 en-vi after 12 minutes on 2 CPU cores, tanaka en-ja held out (docs/recipes.md).
 REAL_CORPUS = dict(preset="medium", epochs=1000, vocab_size=4000, batch_tokens=2048,
                    warmup_steps=500, learning_rate_scale=0.5, label_smoothing=0.1,
                    steps_per_epoch=400, keep_best="val_bleu", bleu_sentences=300, early_stopping=8,
-                   keep_checkpoints=0, average_last=0, model={})
+                   keep_checkpoints=0, average_last=0, tune_alpha=True, cooldown=0.3,
+                   mixed_precision="auto", model={})
 
 
 def recipe(data) -> dict:

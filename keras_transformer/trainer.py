@@ -8,6 +8,7 @@ budget, counted over every session, is spent.
 
 import csv
 import dataclasses
+import json
 import math
 import time
 import warnings
@@ -20,11 +21,12 @@ from keras_transformer.distribution import (
     STRATEGIES, batch_count, distribution_strategy, is_chief, support_multi_worker, worker_count,
     worker_directory)
 from keras_transformer.model import build_transformer
+from keras_transformer.precision import PRECISIONS, resolve_precision
 from keras_transformer.recipes import recipe
 from keras_transformer.run_dir import SPLITS, RunDir
-from keras_transformer.training import compile_transformer
+from keras_transformer.training import TransformerSchedule, compile_transformer
 
-__all__ = ["STRATEGIES", "MIXED_PRECISION", "KEEP_BEST", "TrainSettings", "train"]
+__all__ = ["STRATEGIES", "PRECISIONS", "MIXED_PRECISION", "KEEP_BEST", "TrainSettings", "train"]
 
 KEEP_BEST = {"val_bleu": "max", "val_loss": "min"}  # what decides the kept model
 # Splits of at most this many pairs are tokenized once and cached in memory (and shuffled whole
@@ -43,10 +45,14 @@ class TrainSettings:
     `vocab_sample`: training pairs (a uniform sample) the vocabularies are learned from.
     `steps_per_epoch`: steps between evaluations; 0 or None in the recipe: a pass over the data.
     `max_minutes`: a training time budget, over every session of the run.
+    `cooldown`: with a budget, the learning rate goes linearly to 0 over its last fraction (0: off).
     `keep_best`: "val_bleu" or "val_loss", what decides the kept model.
     `bleu_sentences`: validation sentences translated for val_bleu/val_chrf each epoch (0: none).
     `early_stopping`: stop after this many epochs without a better `keep_best` (0: never).
     `keep_checkpoints`, `average_last`: keep the last N epochs' weights; average the last N.
+    `mixed_precision`: a `precision.PRECISIONS` name; "auto" is bfloat16 where it is native.
+    `tune_alpha`: after training, choose beam search's length penalty on the validation
+    sentences (`beam_alpha`) and store it in the run.
     """
 
     data: str = "default"
@@ -71,12 +77,15 @@ class TrainSettings:
     early_stopping: int | None = None
     keep_checkpoints: int | None = None
     average_last: int | None = None
+    tune_alpha: bool | None = None
+    cooldown: float | None = None
     jit_compile: bool = False
     mixed_precision: str | None = None
     strategy: str = "default"
 
     # fields that may change when a run is resumed
-    FREE = ("epochs", "max_minutes", "early_stopping", "average_last", "jit_compile", "strategy")
+    FREE = ("epochs", "max_minutes", "cooldown", "early_stopping", "average_last", "tune_alpha",
+            "jit_compile", "strategy")
 
     def resolved(self) -> "TrainSettings":
         """These settings with every None taken from the data's recipe, and, when the preset is
@@ -190,7 +199,9 @@ def set_up(settings, out, log) -> Job:
     run.create()
     run.save_settings(settings.identity())
     keras.utils.set_random_seed(settings.seed)
-    keras.config.set_dtype_policy(MIXED_PRECISION.get(settings.mixed_precision, "float32"))
+    policy, why = resolve_precision(settings.mixed_precision)
+    keras.config.set_dtype_policy(policy)
+    log(f"precision: {policy} ({settings.mixed_precision or 'float32'}: {why})")
 
     sizes, sample = prepare_data(settings, run, log)
     source_tokenizer, target_tokenizer = load_tokenizers(settings, run, sample, log)
@@ -236,9 +247,10 @@ def fit(job, verbose, log) -> dict:
 
     with strategy.scope():
         model = build_transformer(config)
-        compile_transformer(model, config.d_model, settings.warmup_steps,
-                            settings.learning_rate_scale, settings.label_smoothing,
-                            jit_compile=settings.jit_compile)
+        schedule = TransformerSchedule(config.d_model, settings.warmup_steps,
+                                       settings.learning_rate_scale)
+        compile_transformer(model, config.d_model, label_smoothing=settings.label_smoothing,
+                            jit_compile=settings.jit_compile, schedule=schedule)
         if settings.strategy == "multi_worker":
             support_multi_worker(model, strategy)
     log(f"model: {settings.preset}, {model.count_params():,} parameters; "
@@ -266,7 +278,7 @@ def fit(job, verbose, log) -> dict:
         history = model.fit(train_data, validation_data=validation_data, epochs=settings.epochs,
                             steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
                             shuffle=False,  # the dataset shuffles itself, with the run's seed
-                            callbacks=callbacks(job, budget, log), verbose=verbose)
+                            callbacks=callbacks(job, budget, schedule, log), verbose=verbose)
     seconds = round(time.perf_counter() - began, 1)
     if budget.spent:
         log(f"the time budget of {settings.max_minutes:g} minutes is spent: training stopped "
@@ -284,7 +296,7 @@ def _epochs_done(run):
         return sum(1 for _ in csv.DictReader(file))
 
 
-def callbacks(job, budget, log):
+def callbacks(job, budget, schedule, log):
     """The job's callbacks, in order: quality first (it adds val_bleu to the logs the others read)."""
     settings, run = job.settings, job.run
     monitor, mode = settings.keep_best, KEEP_BEST[settings.keep_best]
@@ -294,9 +306,13 @@ def callbacks(job, budget, log):
             job.text_path, *validation_pairs(run, settings.bleu_sentences)))
     elif monitor == "val_bleu":
         raise ValueError("keep_best=val_bleu needs bleu_sentences > 0")
+    found += [job_callbacks.FirstStepTime(job.began, log), budget]
+    if budget.seconds and settings.cooldown:
+        if settings.strategy == "multi_worker":  # each worker's clock would set its own rate
+            log("no learning-rate cooldown with --strategy multi_worker")
+        else:
+            found.append(job_callbacks.BudgetCooldown(schedule, budget, settings.cooldown))
     found += [
-        job_callbacks.FirstStepTime(job.began, log),
-        budget,
         keras.callbacks.BackupAndRestore(str(run.backup), double_checkpoint=True),
         keras.callbacks.ModelCheckpoint(str(run.best_model), monitor=monitor, mode=mode,
                                         save_best_only=True,
@@ -327,7 +343,7 @@ def report(job, examples, log) -> dict:
     test_pairs = load_pairs(run.split_file("test"))[0]
     sources = [source for source, _ in test_pairs]
     references = [normalize(target) for _, target in test_pairs]
-    models = {"best": keras.models.load_model(run.best_model, compile=False)}
+    models = {"best": run.load_model(run.best_model)}
     if settings.average_last:
         models["averaged"], files = average_run(run, settings.average_last)
         log(f"averaged the last {len(files)} checkpoints into {run.averaged_model}: the run's model")
@@ -353,6 +369,26 @@ def report(job, examples, log) -> dict:
     return result
 
 
+def tune_alpha(job, log) -> dict:
+    """Chooses beam search's alpha for the run's model on the first validation sentences (those
+    of val_bleu, 300 if none) and writes it to decoding.json."""
+    from keras_transformer.beam_alpha import choose_alpha
+    from keras_transformer.translator import Translator
+
+    run = job.run
+    sources, references = validation_pairs(run, job.settings.bleu_sentences or 300)
+    model = run.load_model()
+    began = time.perf_counter()
+    choice = choose_alpha(Translator(model, job.text_path), sources, references)
+    run.decoding_file.write_text(json.dumps(choice, indent=2))
+    tried = ", ".join(f"{alpha} {bleu:.2f}" for alpha, bleu in choice["validation_bleu"].items())
+    log(f"beam {choice['beam_size']} on {len(sources)} validation sentences, BLEU by alpha: {tried} "
+        f"(greedy {choice['greedy_validation_bleu']:.2f}; {time.perf_counter() - began:.0f} s): "
+        f"alpha {choice['alpha']} stored in {run.decoding_file.name}, the default of "
+        "translate, evaluate and export")
+    return {"beam_alpha": choice["alpha"]}
+
+
 def train(settings: TrainSettings, out, examples=5, verbose="auto", log=print):
     """Train (or resume, or just report on) the run in `out`; returns the report as a dict."""
     job = set_up(settings, out, log)
@@ -363,4 +399,6 @@ def train(settings: TrainSettings, out, examples=5, verbose="auto", log=print):
     else:
         result.update(fit(job, verbose, log))
     result.update(report(job, examples, log))
+    if job.settings.tune_alpha and not job.run.decoding_file.exists():
+        result.update(tune_alpha(job, log))
     return result

@@ -133,3 +133,82 @@ def test_averaged_weights_are_the_mean_of_the_kept_checkpoints(small_tsv, tmp_pa
     printed = capsys.readouterr().out
     assert "averaged 2 checkpoints (epoch_0003.weights.h5 ... epoch_0004.weights.h5)" in printed
     assert "validation (20 sentences), best: BLEU" in printed and "averaged: BLEU" in printed
+
+
+class ScriptedTranslator:
+    """Stands in for a Translator: each alpha's beam output (and greedy's) is given."""
+
+    def __init__(self, outputs):
+        self.outputs, self.calls = outputs, []
+
+    def translate(self, sources, search="greedy", batch_size=64, **options):
+        self.calls.append((search, options))
+        return self.outputs[options.get("alpha", "greedy")]
+
+
+def test_the_chosen_alpha_is_the_one_with_the_best_validation_bleu():
+    from keras_transformer.beam_alpha import choose_alpha
+
+    references = ["the cat sat on the mat today", "a dog ran in the park"]
+    short = ["the cat sat", "a dog ran"]
+    outputs = {0.6: short, 1.0: references, 1.5: references, 2.0: ["the"] * 2, "greedy": short}
+    choice = choose_alpha(ScriptedTranslator(outputs), ["s1", "s2"], references)
+    assert choice["alpha"] == 1.0  # 1.0 and 1.5 tie at 100: the smaller one
+    assert choice["validation_bleu"]["1.0"] == pytest.approx(100.0)
+    assert choice["validation_bleu"]["0.6"] == pytest.approx(
+        sacrebleu.corpus_bleu(short, [references]).score, abs=1e-3)
+    assert choice["greedy_validation_bleu"] == choice["validation_bleu"]["0.6"]
+
+
+def test_beam_search_defaults_to_the_alpha_train_chose(trained_run, tmp_path, capsys,
+                                                         monkeypatch):
+    run = RunDir(trained_run[0])
+    stored = json.loads(run.decoding_file.read_text())
+    bleu = {float(alpha): score for alpha, score in stored["validation_bleu"].items()}
+    assert stored["alpha"] == max(bleu, key=lambda alpha: (bleu[alpha], -alpha))
+    assert trained_run[1]["beam_alpha"] == stored["alpha"] == run.beam_alpha()
+    # the stored BLEU is sacrebleu of that beam search on those validation sentences
+    model, text_path, _ = run.load_trained()
+    sources, references = validation_pairs(run, stored["sentences"])
+    beam = Translator(model, text_path).translate(sources, "beam", beam_size=stored["beam_size"],
+                                                  alpha=stored["alpha"])
+    assert sacrebleu.corpus_bleu(beam, [references], force=True).score == pytest.approx(
+        bleu[stored["alpha"]], abs=1e-3)
+
+    # the CLI's default alpha is the stored one: a different stored value changes what it passes
+    sentences = sources[:8]
+    expected = {alpha: Translator(model, text_path).translate(sentences, "beam", alpha=alpha)
+                for alpha in (0.0, 5.0)}
+    assert expected[0.0] != expected[5.0]  # the fixture model's lengths depend on alpha
+    original = run.decoding_file.read_text()
+    try:
+        for alpha in (0.0, 5.0):
+            run.decoding_file.write_text(json.dumps({**stored, "alpha": alpha}))
+            assert main(["translate", str(run.path), *sentences, "--search", "beam"]) == 0
+            assert capsys.readouterr().out.splitlines() == expected[alpha]
+        import keras_transformer.export as export
+
+        exported = {}
+        monkeypatch.setattr(export, "export", lambda *args, **options: exported.update(options))
+        export.export_run(run.path, tmp_path / "exported", tflite=())
+        assert exported["alpha"] == 5.0
+        export.export_run(run.path, tmp_path / "exported", tflite=(), alpha=0.3)
+        assert exported["alpha"] == 0.3  # --alpha wins
+    finally:
+        run.decoding_file.write_text(original)
+
+
+def test_a_mixed_precision_run_translates_and_exports_in_float32(small_tsv, tmp_path):
+    settings = tiny_settings(small_tsv, epochs=1, steps_per_epoch=10, bleu_sentences=10,
+                             mixed_precision="bfloat16")
+    train(settings, tmp_path / "run", examples=0, verbose=0, log=quiet)
+    run = RunDir(tmp_path / "run")
+    trained = keras.models.load_model(run.best_model, compile=False)
+    assert trained.compute_dtype == "bfloat16"
+    keras.config.set_dtype_policy("mixed_bfloat16")  # whatever the caller's policy is
+    model, text_path, _ = run.load_trained()
+    assert model.compute_dtype == "float32" and keras.config.dtype_policy().name == "mixed_bfloat16"
+    assert all(layer.compute_dtype == "float32" for layer in model._flatten_layers())
+    for loaded, saved in zip(model.get_weights(), trained.get_weights()):
+        np.testing.assert_array_equal(loaded, saved)
+    assert len(Translator(model, text_path).translate(["The dog runs.", ""])) == 2

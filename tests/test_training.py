@@ -113,3 +113,72 @@ def test_compiled_model_reloads_and_trains_further(tiny_config, tmp_path):
                                model.evaluate(inputs, labels, verbose=0), rtol=1e-5)
     loaded.fit(inputs, labels, epochs=1, verbose=0)
     assert int(loaded.optimizer.iterations) == 2 * int(model.optimizer.iterations)
+
+
+def test_auto_precision_is_bfloat16_only_where_it_is_native(tmp_path, monkeypatch):
+    from keras_transformer import precision
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n\n"
+                       "processor\t: 1\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n")
+    assert {"avx2", "avx512_bf16"} <= precision.cpu_flags(cpuinfo)
+    assert precision.cpu_flags(tmp_path / "missing") == set()
+
+    monkeypatch.setattr(precision, "native_bfloat16", lambda: (True, "native"))
+    assert precision.resolve_precision("auto") == ("mixed_bfloat16", "native")
+    monkeypatch.setattr(precision, "native_bfloat16", lambda: (False, "emulated"))
+    assert precision.resolve_precision("auto") == ("float32", "emulated")
+    assert precision.resolve_precision(None)[0] == "float32"
+    assert precision.resolve_precision("float16")[0] == "mixed_float16"
+    with pytest.raises(ValueError, match="mixed_precision must be one of"):
+        precision.resolve_precision("int8")
+
+    # on this machine: what the CPU's flags say (no GPU in the test run)
+    monkeypatch.undo()
+    native, why = precision.native_bfloat16()
+    if not __import__("tensorflow").config.list_physical_devices("GPU"):
+        assert native == bool(precision.CPU_BFLOAT16_FLAGS & precision.cpu_flags())
+        assert "CPU" in why
+
+
+class StepClock:
+    """A stand-in for TimeBudget whose clock is the number of steps begun, one second each."""
+
+    def __init__(self, seconds):
+        self.seconds, self.steps = seconds, 0
+
+    def elapsed(self):
+        return float(self.steps)
+
+
+def test_budget_cooldown_takes_the_learning_rate_to_zero_at_the_end_of_the_budget(tiny_config):
+    from keras_transformer.callbacks import BudgetCooldown
+
+    model = build_transformer(tiny_config)
+    schedule = TransformerSchedule(tiny_config.d_model, warmup_steps=4, scale=1.0)
+    compile_transformer(model, tiny_config.d_model, schedule=schedule)
+    clock = StepClock(seconds=10)
+    cooldown = BudgetCooldown(schedule, clock, fraction=0.4)
+    assert [cooldown.factor(t) for t in (0, 5, 6, 8, 10, 12)] == pytest.approx(
+        [1, 1, 1, 0.5, 0, 0])
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):  # after the cooldown set the factor
+            seen.append((float(schedule.factor.numpy()),
+                         float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)),
+                         [w.copy() for w in model.get_weights()]))
+            clock.steps += 1
+
+    inputs, labels = _copy_task(np.random.default_rng(2), n=12 * 4)
+    model.fit(inputs, labels, batch_size=4, epochs=1, shuffle=False, verbose=0,
+              callbacks=[cooldown, Record()])
+    factors = [factor for factor, _, _ in seen]
+    assert factors == pytest.approx([1] * 7 + [0.75, 0.5, 0.25, 0, 0])
+    for step, (factor, rate, _) in enumerate(seen):
+        assert rate == pytest.approx(factor * float(TransformerSchedule(
+            tiny_config.d_model, 4, 1.0)(step)), rel=1e-5)
+    # at factor 0 a step leaves every weight as it was (Adam's update is scaled by the rate)
+    for before, after in zip(seen[-2][2], seen[-1][2]):
+        np.testing.assert_array_equal(before, after)
+    assert any(not np.array_equal(a, b) for a, b in zip(seen[0][2], seen[1][2]))
