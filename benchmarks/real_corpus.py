@@ -269,8 +269,10 @@ def run_ours(args, files, out, result):
         command = [sys.executable, "-m", "keras_transformer", "evaluate", run_dir,
                    "--data", spec(files["test"]), "--hypotheses", hypotheses] + options
         code, wall, _ = run_logged(command, out / f"ours.{name}.evaluate.log", f"ours {name}")
+        decoding = run_dir / "decoding.json"  # the alpha `train` chose, which evaluate uses
+        alpha = json.loads(decoding.read_text())["alpha"] if decoding.exists() else 0.6
         row = ours if name == "greedy" else {
-            "system": "ours", "search": "beam 4 (cached)", "of": "ours"}
+            "system": "ours", "search": f"beam 4, alpha {alpha:g} (cached)", "of": "ours"}
         if name != "greedy":
             result["rows"].append(row)
         row["evaluate_command"] = shlex.join(str(word) for word in command)
@@ -319,6 +321,9 @@ def parse_ours_training(run_dir, log_text):
     match = re.findall(r"this session: (\d+) steps", log_text)
     if match and "steps" not in found:
         found["steps"], found["steps_from"] = int(match[-1]), "log (this session: K steps)"
+    # the job's own lines on its precision and its choice of beam search's alpha
+    found["log_lines"] = re.findall(r"^(precision: .*|beam \d+ on \d+ validation sentences.*)$",
+                                    log_text, re.MULTILINE)
     match = re.search(r"translated (\d+) test sentences in ([\d.]+) s", log_text)
     if match:
         found["job_decode_seconds"] = float(match.group(2))
@@ -488,7 +493,8 @@ def describe(result, args):
             f"{config.get('source_vocab_size')}/{config.get('target_vocab_size')}; "
             f"{ours.get('epochs')} epochs in history.csv; steps from {ours.get('steps_from')}"
             + (f"; test pairs longer than max_length: {stats['test_truncated']}"
-               if "test_truncated" in stats else ""))
+               if "test_truncated" in stats else "")
+            + "".join(f"; {line}" for line in ours.get("log_lines", [])))
     if hub and "parameters" in hub:
         lines.append(
             f"- keras_hub: {hub['shape']}, {hub['parameters']:,} parameters, Adam "
