@@ -131,14 +131,18 @@ class ValidationQuality(keras.callbacks.Callback):
         super().__init__()
         self.text_path, self.sources, self.references = text_path, sources, references
         self.batch_size = batch_size
-        self.translator = None
+        self.translator = self.float32_model = None
 
     def on_epoch_end(self, epoch, logs=None):
         from keras_transformer.evaluation import score_translations
+        from keras_transformer.model import float32_copy
         from keras_transformer.translator import Translator
 
-        if self.translator is None:  # traced once; it reads the weights as they are trained
-            self.translator = Translator(self.model, self.text_path)
+        # in float32, as the kept model translates once loaded (`RunDir.load_model`): a
+        # mixed-precision model's weights are copied into a float32 twin at each epoch end
+        self.float32_model = float32_copy(self.model, self.float32_model)
+        if self.translator is None:  # traced once; it reads the weights as they are now
+            self.translator = Translator(self.float32_model, self.text_path)
         hypotheses = self.translator.translate(self.sources, batch_size=self.batch_size)
         scores = score_translations(hypotheses, self.references)
         if logs is not None:

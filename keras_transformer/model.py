@@ -188,3 +188,23 @@ class Transformer(keras.Model):
 def build_transformer(config: TransformerConfig, name="transformer") -> Transformer:
     """The functional Transformer of `config` (see `Transformer`)."""
     return Transformer(config, name=name)
+
+
+def float32_copy(model: Transformer, weights_from=None) -> Transformer:
+    """`model` computing in float32: itself if it does, else a float32 Transformer of the same
+    config with its weights (a mixed-precision model keeps float32 weights). What inference
+    uses, so translations do not depend on 16-bit arithmetic and TFLite (no bfloat16 kernels)
+    converts it. `weights_from`: an earlier copy to refresh instead of building a new one."""
+    if model.compute_dtype == "float32":
+        return model
+    copy = weights_from
+    if copy is None:
+        previous = keras.config.dtype_policy()
+        keras.config.set_dtype_policy("float32")
+        try:
+            copy = build_transformer(model.transformer_config, name=model.name)
+        finally:
+            keras.config.set_dtype_policy(previous)
+    copy.set_weights(model.get_weights())
+    return copy
+

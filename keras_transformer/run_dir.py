@@ -103,24 +103,12 @@ class RunDir:
 
     def load_model(self, model_file=None):
         """A model file of this run (default `model_file`), uncompiled, computing in float32
-        whatever precision it trained in: a mixed-precision model is rebuilt in float32 with its
-        weights (which are float32), so translations do not depend on the machine's 16-bit
-        arithmetic, and TFLite, which has no bfloat16 kernels, can convert it."""
+        whatever precision it trained in (`model.float32_copy`)."""
         import keras
 
-        from keras_transformer.model import build_transformer
+        from keras_transformer.model import float32_copy
 
-        model = keras.models.load_model(model_file or self.model_file, compile=False)
-        if model.compute_dtype == "float32":
-            return model
-        previous = keras.config.dtype_policy()
-        keras.config.set_dtype_policy("float32")
-        try:
-            float32 = build_transformer(self.load_config(), name=model.name)
-        finally:
-            keras.config.set_dtype_policy(previous)
-        float32.set_weights(model.get_weights())
-        return float32
+        return float32_copy(keras.models.load_model(model_file or self.model_file, compile=False))
 
     def save_config(self, config: TransformerConfig):
         self.config_file.write_text(config.to_json())

@@ -51,7 +51,8 @@ def tiny_settings(data, **changes):
 
     values = dict(data=str(data), preset="tiny", vocab_size=300, batch_tokens=1024,
                   warmup_steps=100, learning_rate_scale=0.5, epochs=6, seed=0, steps_per_epoch=0,
-                  bleu_sentences=100, tune_alpha=False, overrides={"max_length": 64})
+                  bleu_sentences=100, tune_alpha=False, overrides={"max_length": 64},
+                  mixed_precision="float32")  # the same arithmetic on every CI machine
     return TrainSettings(**{**values, **changes})
 
 

@@ -280,8 +280,10 @@ def test_the_copy_task_model_is_worth_comparing_with(copy_export):
 def test_beam_search_signature_matches_the_keras_beam_search(case):
     some = case.sentences[:24]
     result = case.loaded.signatures["beam_search"](sentences=tf.constant(some))
+    # the alpha export wrote down: the fixture run's own (chosen by train), the copy task's 0.6
+    alpha = json.loads((case.version_dir / "export.json").read_text())["alpha"]
     assert _texts(result["translations"]) == case.translator.translate(
-        some, "beam", beam_size=4, alpha=0.6)
+        some, "beam", beam_size=4, alpha=alpha)
     hypotheses = np.asarray(result["hypotheses"])
     assert hypotheses.shape == (len(some), 4)
     assert (hypotheses[:, 0] == np.asarray(result["translations"])).all()
