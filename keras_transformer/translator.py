@@ -36,18 +36,31 @@ class Translator:
 
     def _search(self, search, **options):
         """The traced search: (B, S) ids -> (B, max_length) ids; for "beam", (B, K, max_length)
-        ids and (B, K) scores, best first."""
+        ids and (B, K) scores, best first. Beam search's alpha is an input of the trace, not part
+        of it, so trying several alphas (`beam_alpha`) traces once."""
         if search not in decoding.SEARCHES:
             raise ValueError(f"unknown search {search!r}; choose from {decoding.SEARCHES}")
+        alpha = options.pop("alpha", decoding.ALPHA) if search == "beam" else None
         key = (search, tuple(sorted(options.items())))
         if key not in self._traced:
-            decode = {"greedy": decoding.greedy_decode, "sample": decoding.sample_decode,
-                      "beam": lambda *args, **kwargs: decoding.beam_search(*args, **kwargs)[:2]}
-            self._traced[key] = tf.function(
-                lambda source: decode[search](self.parts, source, self.max_length, **options),
-                input_signature=[tf.TensorSpec([None, None], tf.int32)],
-                jit_compile=self.jit_compile, autograph=False)
-        return self._traced[key]
+            if search == "beam":
+                def decode(source, alpha):
+                    return decoding.beam_search(self.parts, source, self.max_length, alpha=alpha,
+                                                **options)[:2]
+                signature = [tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([], tf.float32)]
+            else:
+                search_function = {"greedy": decoding.greedy_decode,
+                                   "sample": decoding.sample_decode}[search]
+
+                def decode(source):
+                    return search_function(self.parts, source, self.max_length, **options)
+                signature = [tf.TensorSpec([None, None], tf.int32)]
+            self._traced[key] = tf.function(decode, input_signature=signature,
+                                            jit_compile=self.jit_compile, autograph=False)
+        traced = self._traced[key]
+        if search == "beam":
+            return lambda source: traced(source, tf.constant(alpha, tf.float32))
+        return traced
 
     def translate_ids(self, source_ids, search="greedy", **options):
         """(B, S) int32 -> (B, max_length) int32 output ids (beam search: the best hypothesis)."""
