@@ -178,7 +178,8 @@ def test_beam_search_defaults_to_the_alpha_train_chose(trained_run, tmp_path, ca
 
     # the CLI's default alpha is the stored one: a different stored value changes what it passes
     sentences = sources[:8]
-    expected = {alpha: translator.translate(sentences, "beam", alpha=alpha) for alpha in (0.0, 5.0)}
+    expected = {alpha: translator.translate(sentences, "beam", beam_size=stored["beam_size"],
+                                            alpha=alpha) for alpha in (0.0, 5.0)}
     assert len(translator._traced) == 1  # alpha is an input of one traced beam search
     assert expected[0.0] != expected[5.0]  # the fixture model's lengths depend on alpha
     original = run.decoding_file.read_text()
