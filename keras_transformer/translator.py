@@ -41,6 +41,9 @@ class Translator:
         if search not in decoding.SEARCHES:
             raise ValueError(f"unknown search {search!r}; choose from {decoding.SEARCHES}")
         alpha = options.pop("alpha", decoding.ALPHA) if search == "beam" else None
+        # defaults written out, so a default and the same value given explicitly share a trace
+        options = {"no_repeat_ngram": 0, **({"beam_size": decoding.BEAM_SIZE}
+                                            if search == "beam" else {}), **options}
         key = (search, tuple(sorted(options.items())))
         if key not in self._traced:
             if search == "beam":
