@@ -82,10 +82,28 @@ def read_sentences(args):
     return [line.rstrip(b"\r").decode("utf-8", errors="replace") for line in lines]
 
 
-def translate(args):
+def open_translator(args):
+    """The Translator of --engine: the Keras model, or the run's CTranslate2 directory (converted
+    from the run's model on first use, RUN/ctranslate2/). A CTranslate2 export directory given
+    in place of a run directory is loaded as it is."""
+    from pathlib import Path
+
+    if args.engine == "ctranslate2":
+        from keras_transformer.ctranslate2_translator import ENGINE_FILE, CTranslate2Translator
+
+        directory = Path(args.run_dir)
+        if not (directory / ENGINE_FILE).exists():
+            from keras_transformer.export.ctranslate2 import run_engine_directory
+
+            directory = run_engine_directory(args.run_dir)
+        return CTranslate2Translator(directory, compute_type=args.compute_type)
     from keras_transformer.translator import load_translator
 
-    translator = load_translator(args.run_dir, jit_compile=args.jit_compile)
+    return load_translator(args.run_dir, jit_compile=args.jit_compile)
+
+
+def translate(args):
+    translator = open_translator(args)
     sentences = read_sentences(args)
     if args.n_best:
         if args.search != "beam":
@@ -107,12 +125,11 @@ def translate(args):
 def evaluate(args):
     from keras_transformer.evaluation import score_translations
     from keras_transformer.run_dir import RunDir
-    from keras_transformer.translator import load_translator
     from pipelines.normalization import normalize
     from pipelines.readers import load_pairs
 
     run = RunDir(args.run_dir)
-    translator = load_translator(run.path, jit_compile=args.jit_compile)
+    translator = open_translator(args)
     data = args.data or str(run.split_file("test"))
     pairs, report = load_pairs(data)
     print(f"{data}: {report.summary()}")
@@ -201,7 +218,23 @@ def export(args):
 
     from keras_transformer.export import TFLITE_VARIANTS, ExportError, export_run
 
-    out = args.out or Path("saved_models") / Path(args.run_dir).resolve().name
+    name = Path(args.run_dir).resolve().name
+    if args.format == "ctranslate2":
+        from keras_transformer.export.ctranslate2 import export_run_ctranslate2
+
+        out = args.out or Path("saved_models") / f"{name}_ctranslate2"
+        try:
+            version_dir = export_run_ctranslate2(
+                args.run_dir, out, version=args.version, quantization=args.quantization,
+                alpha=args.alpha, beam_size=args.beam_size)
+        except (ExportError, FileNotFoundError, ValueError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        size = sum(f.stat().st_size for f in version_dir.iterdir())
+        print(f"wrote {version_dir} (CTranslate2, {args.quantization} weights, "
+              f"{size / 2 ** 20:.2f} MB): {', '.join(sorted(f.name for f in version_dir.iterdir()))}")
+        return 0
+    out = args.out or Path("saved_models") / name
     tflite = () if args.no_tflite else tuple(args.tflite or TFLITE_VARIANTS)
     try:
         result = export_run(args.run_dir, out, version=args.version,
@@ -236,6 +269,13 @@ def add_search_arguments(command):
                          help="sentences decoded together")
     command.add_argument("--jit-compile", action="store_true",
                          help="compile decoding with XLA (compiles once per input shape)")
+    command.add_argument("--engine", choices=("keras", "ctranslate2"), default="keras",
+                         help="keras (default), or ctranslate2: the run's model converted for "
+                              "CTranslate2 on first use (RUN_DIR/ctranslate2/); RUN_DIR may "
+                              "also be a directory written by export --format ctranslate2")
+    command.add_argument("--compute-type", default="default",
+                         help="--engine ctranslate2: the engine's compute type, e.g. int8, "
+                              "int8_float32, float16 (default: as the weights were saved)")
 
 
 def build_parser():
@@ -453,13 +493,23 @@ def build_parser():
                               "translate_float16, translate_int8, ids_float32, ids_float16, "
                               "ids_int8)")
     command.add_argument("--no-tflite", action="store_true", help="write no TFLite file")
+    command.add_argument("--format", choices=("saved_model", "ctranslate2"), default="saved_model",
+                         help="saved_model (default: the SavedModels and TFLite files), or "
+                              "ctranslate2: a CTranslate2 model directory with the vocabularies "
+                              "and SentencePiece models (default --out: "
+                              "saved_models/RUN_DIR_NAME_ctranslate2)")
+    command.add_argument("--quantization", default="float32",
+                         choices=("float32", "int8", "int8_float32", "float16", "int8_float16",
+                                  "bfloat16"),
+                         help="--format ctranslate2: the weights' type (default float32)")
     command.set_defaults(run=export)
     return parser
 
 
 # what `pip install 'keras-transformer[EXTRA]'` brings, by the module a command missed
 EXTRAS = {"tensorflow": "tensorflow", "tensorflow_text": "tensorflow", "sentencepiece": "tensorflow",
-          "sacrebleu": "tensorflow", "matplotlib": "plots", "ai_edge_litert": "tflite"}
+          "sacrebleu": "tensorflow", "matplotlib": "plots", "ai_edge_litert": "tflite",
+          "ctranslate2": "ctranslate2"}
 
 
 def main(argv=None):

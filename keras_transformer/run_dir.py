@@ -16,6 +16,7 @@
       history.csv           one row per epoch: losses, accuracy, val_bleu, val_chrf
       logs/                 TensorBoard
       hypotheses.txt        written by `evaluate`
+      ctranslate2/          the model converted for CTranslate2 (`--engine ctranslate2`), float32
 """
 
 import json
@@ -48,6 +49,7 @@ class RunDir:
     history = property(lambda self: self.path / "history.csv")
     logs = property(lambda self: self.path / "logs")
     hypotheses = property(lambda self: self.path / "hypotheses.txt")
+    ctranslate2_model = property(lambda self: self.path / "ctranslate2")
     data = property(lambda self: self.path / "data")
 
     @property

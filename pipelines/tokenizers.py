@@ -26,6 +26,7 @@ import tensorflow_text as tft
 from tensorflow_text.python.ops.ngrams_op import gen_ngrams_op
 
 from pipelines.normalization import rules_tsv
+from pipelines.pieces import piece_texts
 
 # the model's convention (the only thing pipelines takes from keras_transformer)
 from keras_transformer.special_tokens import END_ID, PAD_ID, RESERVED_TOKENS, START_ID, UNK_ID  # noqa: E402
@@ -117,7 +118,7 @@ class SentencePieceTokenizer(tf.Module):
         if reserved != RESERVED_TOKENS:
             raise ValueError(f"the model's first pieces must be {RESERVED_TOKENS}, got {reserved}")
         self._tokenizer = tft.FastSentencepieceTokenizer(self.model)
-        self._piece_texts = tf.constant(_piece_texts(self._processor))
+        self._piece_texts = tf.constant(piece_texts(self._processor))
         bare = self._processor.piece_to_id("▁")
         self._bare_word_start = -1 if self._processor.is_unknown(bare) else bare
 
@@ -178,22 +179,6 @@ class SentencePieceTokenizer(tf.Module):
     @classmethod
     def load(cls, path) -> "SentencePieceTokenizer":
         return cls(Path(path).read_bytes())
-
-
-def _piece_texts(processor) -> list[str]:
-    """The text of every piece, twice: as the first piece of a sentence (ids 0..V-1), then
-    anywhere else (V..2V-1); "" for [PAD], [START] and [END]."""
-    first, rest = [], []
-    for piece_id in range(processor.get_piece_size()):
-        if processor.is_unknown(piece_id):
-            piece = "⁇"  # a word-initial [UNK] comes after a bare "▁" piece
-        elif processor.is_control(piece_id):
-            piece = ""
-        else:
-            piece = processor.id_to_piece(piece_id)
-        first.append(piece.removeprefix("▁").replace("▁", " "))
-        rest.append(piece.replace("▁", " "))
-    return first + rest
 
 
 def build_tokenizers(pairs, vocab_size: int, shared: bool = False,

@@ -1,0 +1,165 @@
+"""Text in, text out on CTranslate2: the `Translator` contract over a converted model directory.
+
+The directory is what `export --format ctranslate2` writes (`export/ctranslate2.py`). Sentences go
+through the run's SentencePiece models (normalization included), are cut to max_length - 2 pieces
+(the engine adds [START] and [END]), decoded by the engine and detokenized as the graph does it
+(`pipelines.pieces`): the same answers as the Keras `Translator`, including "" for a sentence with
+no piece. No TensorFlow.
+
+Searches: greedy; beam search with our GNMT length penalty (the engine returns its K finished
+hypotheses with their summed log-probabilities, ranked here by log_prob / ((5 + |Y|) / 6)^alpha,
+|Y| counting [END], as `decoding.beam_search` ranks them); sampling (the engine's own random
+stream: the same options, not the same samples as ours).
+"""
+
+import json
+from pathlib import Path
+
+from pipelines.pieces import detokenize_pieces
+
+SEARCHES = ("greedy", "beam", "sample")
+BEAM_SIZE, ALPHA = 4, 0.6  # as keras_transformer.decoding (which needs Keras to import)
+# the files of a model directory beside CTranslate2's own (model.bin, config.json, vocabularies)
+ENGINE_FILE = "keras_transformer.json"
+SOURCE_SPM, TARGET_SPM = "source.spm", "target.spm"
+
+
+def require_ctranslate2():
+    """The `ctranslate2` module, or an error that names the extra that installs it."""
+    try:
+        import ctranslate2
+    except ModuleNotFoundError as error:
+        raise ModuleNotFoundError(
+            "CTranslate2 is not installed: pip install 'keras-transformer[ctranslate2]'",
+            name="ctranslate2") from error
+    return ctranslate2
+
+
+def gnmt_score(log_prob, length, alpha):
+    """log_prob / ((5 + length) / 6) ** alpha: `decoding.length_penalty`'s normalization."""
+    return log_prob / ((5.0 + length) / 6.0) ** alpha
+
+
+class CTranslate2Translator:
+    """Translates lists of sentences with a CTranslate2 model directory.
+
+    Args:
+        directory: written by `export --format ctranslate2` (or `write_ctranslate2`).
+        device: "cpu", "cuda" or "auto".
+        compute_type: CTranslate2's ("default": the type the weights were saved in; "int8",
+            "int8_float32", "float16", ... quantize when loading).
+        intra_threads: threads per translation (0: the engine's default).
+    """
+
+    def __init__(self, directory, device="cpu", compute_type="default", intra_threads=0,
+                 inter_threads=1):
+        ctranslate2 = require_ctranslate2()
+        import sentencepiece as spm
+
+        self.directory = Path(directory)
+        engine_file = self.directory / ENGINE_FILE
+        if not engine_file.exists():
+            raise FileNotFoundError(f"{self.directory} holds no CTranslate2 export of ours "
+                                    f"({ENGINE_FILE} is missing)")
+        self.settings = json.loads(engine_file.read_text())
+        self.max_length = int(self.settings["max_length"])
+        self.alpha = float(self.settings.get("alpha", ALPHA))
+        self.source_processor = spm.SentencePieceProcessor(
+            model_file=str(self.directory / SOURCE_SPM))
+        self.target_processor = spm.SentencePieceProcessor(
+            model_file=str(self.directory / TARGET_SPM))
+        self.engine = ctranslate2.Translator(str(self.directory), device=device,
+                                             compute_type=compute_type,
+                                             intra_threads=intra_threads,
+                                             inter_threads=inter_threads)
+
+    def source_pieces(self, sentences):
+        """list[str] -> the pieces of each sentence, cut to max_length - 2 (as `TextPath`).
+
+        Text is encoded to UTF-8 first (a lone surrogate keeps its bytes), so every invalid byte
+        reads as U+FFFD, an [UNK] piece, as in the graph."""
+        data = [s.encode("utf-8", errors="surrogatepass") for s in sentences]
+        texts = [d.decode("utf-8", errors="replace") for d in data]
+        return [pieces[:self.max_length - 2]
+                for pieces in self.source_processor.encode(texts, out_type=str)]
+
+    def _options(self, search, options):
+        options = dict(options)
+        common = {"max_decoding_length": self.max_length, "max_input_length": 0,
+                  "min_decoding_length": 0,  # ours may end at once; the engine says 1
+                  "no_repeat_ngram_size": int(options.pop("no_repeat_ngram", 0) or 0)}
+        if search == "greedy":
+            chosen = {"beam_size": 1}
+        elif search == "beam":
+            k = int(options.pop("beam_size", BEAM_SIZE))
+            options.pop("alpha", None)
+            # all K finished hypotheses with their summed log-probabilities, ranked here
+            chosen = {"beam_size": k, "num_hypotheses": k, "length_penalty": 0.0,
+                      "return_scores": True, "return_end_token": True}
+        elif search == "sample":
+            top_k = options.pop("top_k", None)
+            top_p = options.pop("top_p", None)
+            seed = options.pop("seed", None)
+            if seed is not None:
+                require_ctranslate2().set_random_seed(int(seed))
+            chosen = {"beam_size": 1, "sampling_temperature": float(options.pop("temperature", 1.0)),
+                      "sampling_topk": int(top_k) if top_k else 0,
+                      "sampling_topp": float(top_p) if top_p else 1.0}
+        else:
+            raise ValueError(f"unknown search {search!r}; choose from {SEARCHES}")
+        if options:
+            raise TypeError(f"unknown options for {search}: {sorted(options)}")
+        return {**common, **chosen}
+
+    def _ranked(self, result, alpha):
+        """(score, pieces) of a beam result's hypotheses, best first by the GNMT score."""
+        ranked = []
+        for pieces, log_prob in zip(result.hypotheses, result.scores):
+            length = len(pieces)  # [END] included (return_end_token), as in decoding
+            ranked.append((gnmt_score(log_prob, length, alpha), pieces))
+        ranked.sort(key=lambda pair: -pair[0])
+        return ranked
+
+    def _decode(self, sentences, search, batch_size, options):
+        """Per sentence: None (no piece: translated as "") or the engine's result."""
+        alpha = float(options.get("alpha", self.alpha)) if search == "beam" else None
+        settings = self._options(search, options)
+        pieces = self.source_pieces(list(sentences))
+        wordful = [i for i, p in enumerate(pieces) if p]
+        results = [None] * len(pieces)
+        if wordful:
+            translated = self.engine.translate_batch(
+                [pieces[i] for i in wordful], max_batch_size=batch_size, **settings)
+            for i, result in zip(wordful, translated):
+                results[i] = result
+        return results, alpha
+
+    def translate(self, sentences, search="greedy", batch_size=64, **options):
+        """list[str] -> list[str]; `options` as `Translator.translate` takes them."""
+        results, alpha = self._decode(sentences, search, batch_size, options)
+        texts = []
+        for result in results:
+            if result is None:
+                texts.append("")
+            elif search == "beam":
+                texts.append(detokenize_pieces(self._ranked(result, alpha)[0][1]))
+            else:
+                texts.append(detokenize_pieces(result.hypotheses[0]))
+        return texts
+
+    def translate_nbest(self, sentences, n=BEAM_SIZE, batch_size=64, **options):
+        """Beam search's `n` best of each sentence: list[list[(score, text)]], best first, as
+        `Translator.translate_nbest` (a sentence with no piece: n times (0.0, ""))."""
+        options = {"beam_size": max(n, options.pop("beam_size", n)), **options}
+        if not 1 <= n <= options["beam_size"]:
+            raise ValueError(f"n-best must be between 1 and the beam size, got {n}")
+        results, alpha = self._decode(sentences, "beam", batch_size, options)
+        answers = []
+        for result in results:
+            if result is None:
+                answers.append([(0.0, "")] * n)
+            else:
+                answers.append([(float(score), detokenize_pieces(pieces))
+                                for score, pieces in self._ranked(result, alpha)[:n]])
+        return answers
+

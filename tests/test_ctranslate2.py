@@ -1,0 +1,218 @@
+"""CTranslate2: the converted model computes our model's probabilities (every weight mapped, in
+every architecture variant), translates with the same tokens greedy and beam, keeps the contract for
+bad input, and its directory serves with `ctranslate2` and `sentencepiece` alone."""
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from keras_transformer import build_transformer, decoding, preset
+from keras_transformer.cli import main
+from keras_transformer.special_tokens import END_ID, RESERVED_TOKENS, START_ID
+
+ctranslate2 = pytest.importorskip("ctranslate2")
+
+from keras_transformer.ctranslate2_translator import CTranslate2Translator  # noqa: E402
+from keras_transformer.export import ctranslate2 as converter  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+VARIANTS = {
+    "post-norm": {},
+    "pre-norm": {"norm_position": "pre"},
+    "shared embeddings": {"share_embeddings": True},
+    "learned positions, untied output": {"position_encoding": "learned",
+                                         "tie_output_embeddings": False},
+    "pre-norm, learned, shared": {"norm_position": "pre", "position_encoding": "learned",
+                                  "share_embeddings": True},
+}
+VOCAB = 40
+VOCABULARY = list(RESERVED_TOKENS) + [f"w{i}" for i in range(len(RESERVED_TOKENS), VOCAB)]
+
+
+def _random_model(rng, **variant):
+    """A tiny model whose every weight (biases and norms included) is random: a weight mapped
+    to the wrong place, or not at all, changes the probabilities."""
+    config = preset("tiny", source_vocab_size=VOCAB, target_vocab_size=VOCAB, max_length=16,
+                    **variant)
+    model = build_transformer(config)
+    model.set_weights([w + rng.normal(0, 0.3, w.shape).astype("float32")
+                       for w in model.get_weights()])
+    return model
+
+
+def _engine(model, directory):
+    spec = converter.transformer_spec(model, VOCABULARY, VOCABULARY)
+    spec.validate()
+    spec.optimize(quantization="float32")
+    directory.mkdir()
+    spec.save(str(directory))
+    return ctranslate2.Translator(str(directory))
+
+
+def _pieces(ids):
+    return [[VOCABULARY[i] for i in row] for row in ids]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_the_engine_computes_our_probabilities(variant, tmp_path):
+    rng = np.random.default_rng(len(variant))
+    model = _random_model(rng, **VARIANTS[variant])
+    engine = _engine(model, tmp_path / "model")
+    source = rng.integers(4, VOCAB, size=(4, 9)).astype("int32")
+    target = rng.integers(4, VOCAB, size=(4, 7)).astype("int32")
+    framed = np.pad(source, ((0, 0), (1, 1)), constant_values=(START_ID, END_ID))
+    ours = np.asarray(decoding.sequence_log_prob(
+        model, framed, np.pad(target, ((0, 0), (0, 1)), constant_values=END_ID)))
+    theirs = [sum(result.log_probs) for result in engine.score_batch(_pieces(source),
+                                                                     _pieces(target))]
+    np.testing.assert_allclose(theirs, ours, rtol=1e-4, atol=1e-4)
+    # and greedy decoding, token by token, to max_length (random weights rarely say [END])
+    greedy = np.asarray(decoding.greedy_decode(model, framed, 16))
+    results = engine.translate_batch(_pieces(source), beam_size=1, max_decoding_length=16,
+                                     min_decoding_length=0)
+    for row, result in zip(greedy, results):
+        expected = [VOCABULARY[i] for i in row[:list(row).index(END_ID)]] \
+            if END_ID in row else [VOCABULARY[i] for i in row]
+        assert result.hypotheses[0] == expected
+
+
+def test_a_wrong_vocabulary_is_refused(rng=np.random.default_rng(0)):
+    model = _random_model(rng)
+    with pytest.raises(ValueError, match="does not fit the model"):
+        converter.transformer_spec(model, VOCABULARY[:-1], VOCABULARY)
+
+
+# ---------------------------------------------------------------- a trained run, end to end
+
+@pytest.fixture(scope="module")
+def exported(trained_run, tmp_path_factory):
+    """The fixture run exported through the CLI (float32 and int8), its Keras Translator and
+    test sentences."""
+    from keras_transformer.run_dir import RunDir
+    from keras_transformer.translator import load_translator
+    from pipelines.readers import load_pairs
+
+    run, _ = trained_run
+    out = tmp_path_factory.mktemp("ct2") / "tiny"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["export", str(run), "--format", "ctranslate2", "--out", str(out)]) == 0
+        assert main(["export", str(run), "--format", "ctranslate2", "--out", str(out),
+                     "--quantization", "int8"]) == 0
+    sentences = [source for source, _ in load_pairs(RunDir(run).split_file("test"))[0]][:300]
+    return dict(run=run, float32=out / "1", int8=out / "2", printed=printed.getvalue(),
+                keras=load_translator(run), sentences=sentences)
+
+
+def test_export_writes_everything_a_server_needs(exported, trained_run):
+    from keras_transformer.run_dir import RunDir
+
+    directory = exported["float32"]
+    names = {path.name for path in directory.iterdir()}
+    assert {"model.bin", "config.json", "source.spm", "target.spm",
+            "keras_transformer.json"} <= names
+    assert {"source_vocabulary.json", "target_vocabulary.json"} <= names \
+        or "shared_vocabulary.json" in names
+    config = json.loads((directory / "config.json").read_text())
+    assert (config["bos_token"], config["eos_token"], config["unk_token"]) == (
+        "[START]", "[END]", "[UNK]")
+    assert config["add_source_bos"] and config["add_source_eos"]
+    settings = json.loads((directory / "keras_transformer.json").read_text())
+    assert settings["alpha"] == RunDir(trained_run[0]).beam_alpha()
+    assert (directory / "source.spm").read_bytes() == RunDir(trained_run[0]).source_tokenizer.read_bytes()
+    # int8 weights: a smaller model.bin
+    assert (exported["int8"] / "model.bin").stat().st_size < \
+        0.6 * (directory / "model.bin").stat().st_size
+    assert "CTranslate2" in exported["printed"]
+
+
+def test_greedy_and_beam_give_the_keras_tokens(exported, record_property):
+    engine = CTranslate2Translator(exported["float32"])
+    sentences, keras_translator = exported["sentences"], exported["keras"]
+    greedy = np.mean([a == b for a, b in zip(engine.translate(sentences),
+                                             keras_translator.translate(sentences))])
+    alpha = engine.alpha
+    beam = np.mean([a == b for a, b in zip(
+        engine.translate(sentences, "beam", beam_size=4, alpha=alpha),
+        keras_translator.translate(sentences, "beam", beam_size=4, alpha=alpha))])
+    record_property("agreement", {"greedy": greedy, "beam": beam})
+    print(f"CTranslate2 float32 vs Keras: greedy {greedy:.3f}, beam 4 {beam:.3f}")
+    assert greedy >= 0.99 and beam >= 0.97
+
+
+def test_nbest_and_no_repeat_ngram_follow_the_keras_search(exported):
+    engine = CTranslate2Translator(exported["float32"])
+    sentences, keras_translator = exported["sentences"][:20], exported["keras"]
+    ours = keras_translator.translate_nbest(sentences, 3, beam_size=4, alpha=engine.alpha)
+    theirs = engine.translate_nbest(sentences, 3, beam_size=4)
+    same = [[t for _, t in a] == [t for _, t in b] for a, b in zip(ours, theirs)]
+    assert np.mean(same) >= 0.9
+    for a, b in zip(ours, theirs):
+        if [t for _, t in a] == [t for _, t in b]:
+            np.testing.assert_allclose([s for s, _ in a], [s for s, _ in b], atol=2e-3)
+    for translation in engine.translate(sentences, no_repeat_ngram=2):
+        words = translation.split()
+        assert len(set(zip(words, words[1:]))) == max(len(words) - 1, 0)
+
+
+def test_bad_inputs_get_the_keras_answers(exported):
+    engine = CTranslate2Translator(exported["float32"])
+    bad = ["", "   \t  ", "\u200b\ufeff\x07", "你好 🙂", "Ärger über ŒUVRE ß ǅ",
+           "The dog [END] runs [UNK].", "the red house " * 80,
+           "\udcff lone surrogate", "a\u00a0b"]
+    assert engine.translate(bad) == exported["keras"].translate(bad)
+    assert engine.translate([]) == []
+    assert engine.translate(bad[:3], "beam") == ["", "", ""]
+    assert engine.translate_nbest([""], 2) == [[(0.0, ""), (0.0, "")]]
+
+
+def test_int8_agrees_with_float32(exported):
+    sentences = exported["sentences"]
+    float32 = CTranslate2Translator(exported["float32"]).translate(sentences)
+    int8 = CTranslate2Translator(exported["int8"]).translate(sentences)
+    on_load = CTranslate2Translator(exported["float32"], compute_type="int8").translate(sentences)
+    assert np.mean([a == b for a, b in zip(float32, int8)]) >= 0.6
+    assert np.mean([a == b for a, b in zip(float32, on_load)]) >= 0.6
+
+
+def test_translate_command_with_the_engine(exported, capsys):
+    run, sentences = exported["run"], exported["sentences"][:5]
+    assert main(["translate", str(run), *sentences]) == 0
+    keras_lines = capsys.readouterr().out.splitlines()
+    assert main(["translate", "--engine", "ctranslate2", str(run), *sentences]) == 0
+    assert capsys.readouterr().out.splitlines() == keras_lines
+    assert (Path(run) / "ctranslate2" / "model.bin").exists()  # converted once, kept
+    assert main(["translate", "--engine", "ctranslate2", "--search", "beam", "--n-best", "2",
+                 str(exported["float32"]), sentences[0]]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+
+
+def test_the_example_serves_without_our_code(exported):
+    guard = ("import runpy, sys; sys.argv = sys.argv[1:]; "
+             "runpy.run_path(sys.argv[0], run_name='__main__'); "
+             "ours = [m for m in sys.modules if m.split('.')[0] in "
+             "('keras_transformer', 'pipelines', 'tensorflow', 'keras')]; "
+             "assert not ours, ours")
+    result = subprocess.run(
+        [sys.executable, "-c", guard, str(ROOT / "examples" / "serve_ctranslate2.py"),
+         str(exported["int8"]), "the red house", ""],
+        capture_output=True, text=True, timeout=120, cwd="/",
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("'the red house' -> '") and lines[1] == "'' -> ''"
+    assert len(lines) == 2 + 4  # beam: four ranked hypotheses
+
+
+def test_a_missing_engine_names_the_extra(trained_run, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ctranslate2", None)
+    assert main(["translate", "--engine", "ctranslate2", str(trained_run[0]), "hi"]) == 2
+    assert "keras-transformer[ctranslate2]" in capsys.readouterr().err
