@@ -4,7 +4,8 @@ The directory is what `export --format ctranslate2` writes (`export/ctranslate2.
 through the run's SentencePiece models (normalization included), are cut to max_length - 2 pieces
 (the engine adds [START] and [END]), decoded by the engine and detokenized as the graph does it
 (`pipelines.pieces`): the same answers as the Keras `Translator`, including "" for a sentence with
-no piece. No TensorFlow.
+no piece. Translating calls ctranslate2 and sentencepiece only, no TensorFlow op (importing the
+package still loads Keras and its backend).
 
 Searches: greedy; beam search with our GNMT length penalty (the engine returns its K finished
 hypotheses with their summed log-probabilities, ranked here by log_prob / ((5 + |Y|) / 6)^alpha,
