@@ -83,23 +83,11 @@ def read_sentences(args):
 
 
 def open_translator(args):
-    """The Translator of --engine: the Keras model, or the run's CTranslate2 directory (converted
-    from the run's model on first use, RUN/ctranslate2/). A CTranslate2 export directory given
-    in place of a run directory is loaded as it is."""
-    from pathlib import Path
-
-    if args.engine == "ctranslate2":
-        from keras_transformer.ctranslate2_translator import ENGINE_FILE, CTranslate2Translator
-
-        directory = Path(args.run_dir)
-        if not (directory / ENGINE_FILE).exists():
-            from keras_transformer.export.ctranslate2 import run_engine_directory
-
-            directory = run_engine_directory(args.run_dir)
-        return CTranslate2Translator(directory, compute_type=args.compute_type)
+    """The Translator of --engine over the run (or a CTranslate2 export directory)."""
     from keras_transformer.translator import load_translator
 
-    return load_translator(args.run_dir, jit_compile=args.jit_compile)
+    return load_translator(args.run_dir, jit_compile=args.jit_compile, engine=args.engine,
+                           compute_type=args.compute_type)
 
 
 def translate(args):

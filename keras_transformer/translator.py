@@ -3,6 +3,8 @@
 TensorFlow-only (the tokenizers are tensorflow-text ops); imported where it is used.
 """
 
+from pathlib import Path
+
 import numpy as np
 import tensorflow as tf
 
@@ -133,7 +135,23 @@ def _strings(sentences):
     return tf.constant([utf8(sentence) for sentence in sentences], tf.string)
 
 
-def load_translator(run_dir, jit_compile=False):
-    """The Translator of a trained run directory (its best model and tokenizers)."""
+def load_translator(run_dir, jit_compile=False, engine="keras", compute_type="default"):
+    """The Translator of a trained run directory (its model and tokenizers).
+
+    engine: "keras" (a `Translator`), or "ctranslate2": a `CTranslate2Translator` over the run's
+    CTranslate2 directory (converted from its model on first use, `RunDir.ctranslate2_model`),
+    or over `run_dir` itself when it is a directory written by `export --format ctranslate2`;
+    `compute_type` is the engine's (int8 quantizes when loading).
+    """
+    if engine == "ctranslate2":
+        from keras_transformer.ctranslate2_translator import ENGINE_FILE, CTranslate2Translator
+        from keras_transformer.export.ctranslate2 import run_engine_directory
+
+        directory = Path(run_dir)
+        if not (directory / ENGINE_FILE).exists():
+            directory = run_engine_directory(run_dir)
+        return CTranslate2Translator(directory, compute_type=compute_type)
+    if engine != "keras":
+        raise ValueError(f"unknown engine {engine!r}; choose keras or ctranslate2")
     model, text_path, _ = RunDir(run_dir).load_trained()
     return Translator(model, text_path, jit_compile=jit_compile)
