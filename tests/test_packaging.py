@@ -32,6 +32,7 @@ def pinned_constraints(path):
     return path
 
 
+@pytest.mark.slow  # a TensorFlow install into a fresh venv: over a minute on 2 cores
 @pytest.mark.skipif(os.environ.get("KT_SKIP_WHEEL_TEST") == "1", reason="KT_SKIP_WHEEL_TEST=1")
 def test_the_wheel_installs_with_its_tensorflow_extra_and_trains(tmp_path):
     # from a copy of the source: setuptools would reuse a stale build/ left in the checkout
