@@ -11,11 +11,13 @@ Sections, in order:
   base     `base` preset, mixed_bfloat16, shared vocabulary (--vocab-size 37000), batch x length
            synthetic tokens (default 512 x 64: ~24.6k non-padding target tokens per batch, the
            paper's ~25k), ours vs keras-hub's layers of identical shape on the same batches,
-           plus candidates for ours (--candidates), each timed as a whole step: the tied
-           output projection in bf16 instead of f32 operands, the loss in logsumexp form,
-           dropout 0 (see CANDIDATES)
+           plus candidates for ours (--candidates), each timed as a whole step: the former
+           float32 output projection and log-softmax loss (what the fused loss replaced), no
+           dropout on the attention weights (training then attends by the fused kernel,
+           cuDNN flash attention), dropout 0 (see CANDIDATES)
   profile  ours, base: forward+loss, forward+backward, the whole step, the optimizer alone,
-           the output projection + loss alone (f32 as ours; bf16; bf16 + logsumexp loss), the
+           the output projection + loss alone (the former f32 form; ours: bf16 logits and
+           the fused chunked loss; bf16 logits cast to f32 + logsumexp loss), the
            host gap (a step that waits for its loss before the next is dispatched); analytic
            FLOP shares
   decode   cached greedy decode, base preset, batch 1 and 64, 128 tokens, source length 32:
@@ -84,8 +86,7 @@ def parse_args(argv=None):
     parser.add_argument("--decode-length", type=int, default=128)
     parser.add_argument("--source-length", type=int, default=32, help="decode source length")
     parser.add_argument("--sections", default="matmul,base,profile,decode,big,trace")
-    parser.add_argument("--candidates", default="bf16_logits,bf16_logits+lse,"
-                        "bf16_logits+lse+no_dropout",
+    parser.add_argument("--candidates", default="f32_logits,attention_dropout0,no_dropout",
                         help="changes to ours timed as whole base steps; parts joined with +: "
                              + ", ".join(CANDIDATES))
     parser.add_argument("--decode-rounds", type=int, default=5)
@@ -265,26 +266,37 @@ class Trainer:
         return logs
 
 
-def bf16_logits(self, hidden):
-    """PositionalEmbedding.logits in the compute dtype: bf16 operands (f32 accumulation inside
-    the matmul), bf16 scores cast to f32 for the loss. Ours casts both operands to f32, so its
-    three output-projection matmuls (forward, and both of the backward) run in f32 (TF32 on
-    the GPU); here the backward ones get a bf16 gradient and run in bf16 too. Swapped in
-    while tracing a candidate only."""
-    matrix = ops.cast(self.token_embedding.embeddings, "bfloat16")
-    scores = ops.matmul(ops.cast(hidden, "bfloat16"), ops.transpose(matrix))
-    return ops.cast(scores, "float32")
+def f32_logits(self, hidden):
+    """PositionalEmbedding.logits as it was before the fused loss: both operands cast to f32,
+    so the three output-projection matmuls run in f32 (TF32 on the GPU) and the loss reads f32
+    logits. Swapped in while tracing a candidate only."""
+    matrix = ops.cast(self.token_embedding.embeddings, "float32")
+    return ops.matmul(ops.cast(hidden, "float32"), ops.transpose(matrix))
 
 
-class LogSumExpCrossEntropy(keras.losses.Loss):
-    """The value of training.MaskedSparseCrossEntropy written without a (B, T, V) log-prob
-    tensor: -(1-eps) log p_y - eps mean_v log p_v = logsumexp(z) - (1-eps) z_y - eps mean(z).
-    A benchmark candidate (fewer passes over the vocabulary-wide logits)."""
+class PlainCrossEntropy(keras.losses.Loss):
+    """training.MaskedSparseCrossEntropy as it was before the fused loss: f32 log-softmax over
+    the whole (B, T, V) logits, autodiff keeps it for the backward pass."""
 
-    def __init__(self, label_smoothing=0.1, pad_id=common.PAD_ID, name="lse_cross_entropy",
+    def __init__(self, label_smoothing=0.1, pad_id=common.PAD_ID, name="plain_cross_entropy",
                  **kwargs):
         super().__init__(name=name, **kwargs)
         self.label_smoothing, self.pad_id = label_smoothing, pad_id
+
+    def call(self, y_true, y_pred):
+        y_true = ops.cast(y_true, "int32")
+        log_probs = ops.log_softmax(ops.cast(y_pred, "float32"), axis=-1)
+        picked = ops.take_along_axis(log_probs, ops.expand_dims(y_true, -1), axis=-1)[..., 0]
+        eps = self.label_smoothing
+        per_token = -(1.0 - eps) * picked - eps * ops.mean(log_probs, axis=-1)
+        real = ops.cast(ops.not_equal(y_true, self.pad_id), "float32")
+        slots = ops.cast(ops.size(real), "float32")
+        return per_token * real * (slots / ops.maximum(ops.sum(real), 1.0))
+
+
+class LogSumExpCrossEntropy(PlainCrossEntropy):
+    """The same value as logsumexp(z) - (1-eps) z_y - eps mean(z) on f32 logits, unfused (the
+    profile's middle form)."""
 
     def call(self, y_true, y_pred):
         y_true = ops.cast(y_true, "int32")
@@ -299,14 +311,14 @@ class LogSumExpCrossEntropy(keras.losses.Loss):
 
 
 CANDIDATES = {
-    "bf16_logits": "output projection in bf16 (ours: f32 operands, TF32 on the GPU)",
-    "lse": "the same loss as logsumexp - picked - eps*mean (no (B,T,V) log-probs)",
-    "no_dropout": "dropout 0 (what dropout and its random bits cost)",
+    "f32_logits": "the former f32 output projection and f32 log-softmax loss (before the fused loss)",
+    "attention_dropout0": "no dropout on the attention weights: training attends by the fused kernel",
+    "no_dropout": "dropout 0 (what dropout and its random bits cost; fused attention too)",
 }
 
 
 def build_candidate(config, candidate):
-    """Ours with the changes named in `candidate` ('bf16_logits+lse+no_dropout'), compiled
+    """Ours with the changes named in `candidate` ('f32_logits+attention_dropout0'), compiled
     like the others; returns (model, the jitted train step lowered with those changes, parts)."""
     parts = set(candidate.split("+"))
     unknown = parts - set(CANDIDATES)
@@ -314,15 +326,17 @@ def build_candidate(config, candidate):
         raise ValueError(f"unknown candidate parts {sorted(unknown)}; known {sorted(CANDIDATES)}")
     if "no_dropout" in parts:
         config = config.replace(dropout=0.0)
+    if "attention_dropout0" in parts:
+        config = config.replace(attention_dropout=0.0)
     model = common.compile_for_benchmark(common.build_ours(config), True)
-    if "lse" in parts:
+    if "f32_logits" in parts:
         model.compile(optimizer=keras.optimizers.Adam(1e-4, beta_1=0.9, beta_2=0.98, epsilon=1e-9),
-                      loss=LogSumExpCrossEntropy(0.1), jit_compile=True)
+                      loss=PlainCrossEntropy(0.1), jit_compile=True)
     return model, parts
 
 
 class patched_logits:
-    """Swap PositionalEmbedding.logits for bf16_logits while tracing (when `active`)."""
+    """Swap PositionalEmbedding.logits for f32_logits while tracing (when `active`)."""
 
     def __init__(self, active):
         self.active = active
@@ -332,7 +346,7 @@ class patched_logits:
         self.cls = positional.PositionalEmbedding
         self.original = self.cls.logits
         if self.active:
-            self.cls.logits = bf16_logits
+            self.cls.logits = f32_logits
 
     def __exit__(self, *exc):
         self.cls.logits = self.original
@@ -382,7 +396,7 @@ def train_section(name, preset_name, batch, args, budget, results, candidates=()
                 matmul_parameters=int(common.matmul_parameter_count(model, config)),
                 build_s=time.perf_counter() - start)
             states[key] = model_state(model)
-            with patched_logits("bf16_logits" in parts):
+            with patched_logits("f32_logits" in parts):
                 lower(lowered, section["errors"], key, step, states[key], batches[0])
         except Exception as error:  # noqa: BLE001
             section["errors"][key] = repr(error)[:300]
@@ -507,21 +521,20 @@ def profile_lowerings(model, state, data, errors):
     hidden = jnp.asarray(np.random.default_rng(1).standard_normal(
         (batch, length, embedding.d_model)), jnp.bfloat16)
 
-    def head_f32(e_tv, e_ntv, hidden, y):
+    plain_object, lse_object = PlainCrossEntropy(0.1), LogSumExpCrossEntropy(0.1)
+
+    def head_f32(e_tv, e_ntv, hidden, y):  # the former form
+        matrix = e_tv[token_position].astype(jnp.float32)
+        return plain_object(y, jnp.matmul(hidden.astype(jnp.float32), matrix.T))
+
+    def head_bf16(e_tv, e_ntv, hidden, y):  # ours: bf16 logits, the fused chunked loss
         logits, _ = embedding.stateless_call(e_tv, e_ntv, hidden, reverse=True)
         return loss_object(y, logits)
 
-    def bf16_scores(e_tv, hidden):
-        matrix = e_tv[token_position].astype(jnp.bfloat16)
-        return jnp.matmul(hidden.astype(jnp.bfloat16), matrix.T).astype(jnp.float32)
-
-    lse_object = LogSumExpCrossEntropy(0.1)
-
-    def head_bf16(e_tv, e_ntv, hidden, y):
-        return loss_object(y, bf16_scores(e_tv, hidden))
-
     def head_bf16_lse(e_tv, e_ntv, hidden, y):
-        return lse_object(y, bf16_scores(e_tv, hidden))
+        matrix = e_tv[token_position].astype(jnp.bfloat16)
+        scores = jnp.matmul(hidden.astype(jnp.bfloat16), matrix.T).astype(jnp.float32)
+        return lse_object(y, scores)
 
     e_tv = [tv[i] for i in e_tv_index]
     e_ntv = [ntv[i] for i in e_ntv_index]
@@ -972,9 +985,9 @@ def report(results, args):
                   "step_sync_each": "whole step, waiting for each step's loss",
                   "forward_loss": "forward + loss", "forward_backward": "forward + backward",
                   "optimizer": "optimizer alone (Adam over all variables)",
-                  "logits_loss_f32": "output projection + loss, fwd+bwd (ours: f32 matmul)",
-                  "logits_loss_bf16": "output projection + loss, fwd+bwd, bf16 matmul",
-                  "logits_loss_bf16_lse": "same, bf16 matmul and the logsumexp form of the loss"}
+                  "logits_loss_f32": "output projection + loss, fwd+bwd, the former f32 form",
+                  "logits_loss_bf16": "output projection + loss, fwd+bwd (ours: bf16, fused chunked loss)",
+                  "logits_loss_bf16_lse": "same, bf16 matmul cast to f32, unfused logsumexp loss"}
         for key, label in labels.items():
             part = profile["parts"].get(key)
             if part and "ms" in part:

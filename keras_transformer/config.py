@@ -37,6 +37,10 @@ class TransformerConfig:
     # Dropout on the d_ff-wide ReLU output inside each feed-forward network: tensor2tensor's
     # relu_dropout, an option. The paper (and keras-hub) drop sublayer outputs only.
     ffn_dropout: float = 0.0
+    # Dropout on the attention weights; None: `dropout`, as in the paper's tensor2tensor code.
+    # 0 lets training attend by the fused kernel (`ops.dot_product_attention`: flash attention
+    # on GPUs), which never materializes the weights to drop.
+    attention_dropout: float = None
 
     def __post_init__(self):
         if self.d_model % self.num_heads:
@@ -63,6 +67,9 @@ class TransformerConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if not 0.0 <= self.ffn_dropout < 1.0:
             raise ValueError(f"ffn_dropout must be in [0, 1), got {self.ffn_dropout}")
+        if self.attention_dropout is not None and not 0.0 <= self.attention_dropout < 1.0:
+            raise ValueError(
+                f"attention_dropout must be in [0, 1) or None, got {self.attention_dropout}")
 
     @property
     def head_dim(self) -> int:

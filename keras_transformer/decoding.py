@@ -360,7 +360,7 @@ def greedy_decode_uncached(model, source_tokens, max_length, end_id=END_ID):
         # decoder input: [START] + tokens so far; later slots are padding, which the
         # causal mask hides from position `position` anyway
         inputs = ops.concatenate([ops.full((batch, 1), START_ID, "int32"), output], axis=1)
-        logits = parts.decode(inputs, encoder_outputs, source_mask)
+        logits = ops.cast(parts.decode(inputs, encoder_outputs, source_mask), "float32")
         logits = forbid_reserved(ops.take(logits, position, axis=1))
         chosen = ops.where(finished, PAD_ID, _choose_best(logits))
         output = ops.slice_update(output, [0, position], ops.expand_dims(chosen, 1))
@@ -380,7 +380,7 @@ def sequence_log_prob(model, source_tokens, output_tokens):
     batch = ops.shape(output_tokens)[0]
     inputs = ops.concatenate(
         [ops.full((batch, 1), START_ID, "int32"), output_tokens[:, :-1]], axis=1)
-    logits = parts.decode(inputs, encoder_outputs, source_mask)
+    logits = ops.cast(parts.decode(inputs, encoder_outputs, source_mask), "float32")
     token_log_probs = ops.take_along_axis(ops.log_softmax(forbid_reserved(logits), axis=-1),
                                           ops.expand_dims(output_tokens, 2), axis=2)[..., 0]
     return ops.sum(ops.where(output_tokens != PAD_ID, token_log_probs, 0.0), axis=-1)

@@ -42,7 +42,8 @@ class TransformerParts:
 
         blocks = dict(num_heads=config.num_heads, d_ff=config.d_ff, dropout=config.dropout,
                       norm_position=config.norm_position,
-                      layer_norm_epsilon=config.layer_norm_epsilon, ffn_dropout=config.ffn_dropout)
+                      layer_norm_epsilon=config.layer_norm_epsilon, ffn_dropout=config.ffn_dropout,
+                      attention_dropout=config.attention_dropout)
         if config.share_embeddings:
             self.source_embedding = self.target_embedding = embedding(
                 config.source_vocab_size, "shared_embedding")
@@ -57,8 +58,9 @@ class TransformerParts:
         self.output_projection = (None if config.tie_output_embeddings else
                                   keras.layers.Dense(config.target_vocab_size,
                                                      name="output_projection"))
-        # Logits stay float32 under mixed precision: the softmax and loss need the range.
-        self.logits_layer = keras.layers.Activation("linear", dtype="float32", name="logits")
+        # The model's logits keep the compute dtype (bfloat16 under mixed precision): the fused
+        # cross-entropy reads them as they are and is float32 a chunk of tokens at a time.
+        self.logits_layer = keras.layers.Activation("linear", name="logits")
         self.num_heads, self.head_dim = config.num_heads, config.head_dim
 
     @property
@@ -80,13 +82,13 @@ class TransformerParts:
         return self._norm(self.encoder_norm, x), source_mask
 
     def decode(self, target_tokens, encoder_outputs, source_mask):
-        """(B, T) target tokens -> logits (B, T, vocab) float32; causal."""
+        """(B, T) target tokens -> logits (B, T, vocab) in the compute dtype; causal."""
         target_mask = decoder_self_attention_mask(target_tokens)
         y = self.target_embedding(target_tokens)
         for block in self.decoder_blocks:
             y = block(y, encoder_outputs, self_attention_mask=target_mask,
                       cross_attention_mask=source_mask)
-        return self.logits(y)
+        return self.logits_layer(self.scores(y))
 
     def encode_with_attention(self, source_tokens):
         """`encode`, plus each encoder layer's self-attention weights (B, h, S, S)."""
@@ -111,14 +113,16 @@ class TransformerParts:
             cross_weights.append(layer_cross_weights)
         return self.logits(y), tuple(self_weights), tuple(cross_weights)
 
-    def logits(self, hidden):
-        """(B, T, d_model) decoder output -> (B, T, vocab) float32."""
+    def scores(self, hidden):
+        """(B, T, d_model) decoder output -> (B, T, vocab) logits in the compute dtype."""
         hidden = self._norm(self.decoder_norm, hidden)
         if self.output_projection is None:
-            scores = self.target_embedding(hidden, reverse=True)  # tied to the embedding
-        else:
-            scores = self.output_projection(hidden)
-        return self.logits_layer(scores)
+            return self.target_embedding(hidden, reverse=True)  # tied to the embedding
+        return self.output_projection(hidden)
+
+    def logits(self, hidden):
+        """(B, T, d_model) decoder output -> (B, T, vocab) float32, for search and pictures."""
+        return ops.cast(self.scores(hidden), "float32")
 
     @staticmethod
     def _norm(layer, x):

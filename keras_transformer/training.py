@@ -6,7 +6,9 @@ compiled and can train further.
 
 import keras
 from keras import ops
+from keras.src.losses.loss import reduce_weighted_values  # Keras's own reduction, unexported
 
+from keras_transformer.cross_entropy import CHUNK_TOKENS, label_smoothed_cross_entropy
 from keras_transformer.layers.masks import PAD_ID
 
 
@@ -15,23 +17,30 @@ class MaskedSparseCrossEntropy(keras.losses.Loss):
     """Cross-entropy against label-smoothed targets, averaged over real (non-padding) tokens.
 
     Smoothed target: (1 - eps) on the true token plus eps / V on every token (eps = 0.1
-    in the paper). y_true (B, T) int ids, y_pred (B, T, V) logits -> a scalar; padding
-    positions contribute nothing to the loss or to the token count.
+    in the paper). y_true (B, T) int ids, y_pred (B, T, V) logits of any float dtype -> a
+    scalar; padding positions contribute nothing to the loss or to the token count. The
+    cross-entropy is the fused one (`label_smoothed_cross_entropy`): float32 for
+    `chunk_tokens` tokens at a time, never for the whole (B, T, V).
     """
 
-    def __init__(self, label_smoothing=0.1, pad_id=PAD_ID, name="masked_cross_entropy",
-                 **kwargs):
+    def __init__(self, label_smoothing=0.1, pad_id=PAD_ID, chunk_tokens=CHUNK_TOKENS,
+                 name="masked_cross_entropy", **kwargs):
         super().__init__(name=name, **kwargs)
         self.label_smoothing = label_smoothing
         self.pad_id = pad_id
+        self.chunk_tokens = chunk_tokens
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        # Keras's Loss.__call__ first casts y_pred to the loss dtype: the whole (B, T, V) logits
+        # again in float32. Here they reach `call` in their own dtype; the rest is Keras's.
+        with keras.name_scope(self.name):
+            return reduce_weighted_values(self.call(y_true, y_pred), sample_weight,
+                                          reduction=self.reduction, dtype=self.dtype)
 
     def call(self, y_true, y_pred):
         y_true = ops.cast(y_true, "int32")
-        log_probs = ops.log_softmax(ops.cast(y_pred, "float32"), axis=-1)
-        true_log_probs = ops.take_along_axis(log_probs, ops.expand_dims(y_true, -1),
-                                             axis=-1)[..., 0]
-        eps = self.label_smoothing
-        per_token = -(1.0 - eps) * true_log_probs - eps * ops.mean(log_probs, axis=-1)
+        per_token = label_smoothed_cross_entropy(y_true, y_pred, self.label_smoothing,
+                                                 self.chunk_tokens)
         real = ops.cast(ops.not_equal(y_true, self.pad_id), "float32")
         # Per-token values that Keras then averages over all B * T slots (and scales for
         # tf.distribute replicas): rescaled so that average is the mean over real tokens.
@@ -40,7 +49,7 @@ class MaskedSparseCrossEntropy(keras.losses.Loss):
 
     def get_config(self):
         return {**super().get_config(), "label_smoothing": self.label_smoothing,
-                "pad_id": self.pad_id}
+                "pad_id": self.pad_id, "chunk_tokens": self.chunk_tokens}
 
 
 @keras.saving.register_keras_serializable(package="keras_transformer")

@@ -139,3 +139,82 @@ def test_decoder_mask_combines_causality_and_padding():
 def test_rejects_bad_sizes():
     with pytest.raises(ValueError, match="positive"):
         MultiHeadAttention(0, 8)
+
+
+# ----------------------------------------------------------------- the fused kernel in `call`
+
+def fused_and_explicit(layer, query, value, mask):
+    """(fused output, explicit output, explicit weights) of one layer, in float32."""
+    fused = layer(query, value, attention_mask=mask, training=False)
+    explicit, weights = layer.attend(query, value, attention_mask=mask)
+    return (np.asarray(ops.cast(fused, "float32")), np.asarray(ops.cast(explicit, "float32")),
+            np.asarray(weights))
+
+
+def test_fused_call_matches_numpy_reference(inputs):
+    query, value, mask = inputs
+    layer = MultiHeadAttention(H, D // H)
+    layer.attend(query, value)  # build
+    expected, _ = numpy_attention(layer, query, value, mask)
+    np.testing.assert_allclose(layer(query, value, attention_mask=mask), expected, atol=1e-5)
+    np.testing.assert_allclose(layer(query, value), numpy_attention(
+        layer, query, value, np.ones_like(mask))[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("policy, atol", [("float32", 1e-5), ("mixed_bfloat16", 0.1),
+                                          ("mixed_float16", 1e-2)])
+def test_fused_equals_explicit_with_fully_masked_rows(policy, atol, inputs):
+    keras.config.set_dtype_policy(policy)
+    query, value, mask = inputs
+    mask = mask.copy()
+    mask[0, 2, :] = False  # one query row sees no key at all
+    mask[1] = False        # a whole sentence of padding
+    layer = MultiHeadAttention(H, D // H)
+    fused, explicit, _ = fused_and_explicit(layer, query, value, mask)
+    assert np.all(np.isfinite(fused))
+    np.testing.assert_allclose(fused, explicit, atol=atol)
+    # rows that see no key attend to nothing: the output is the output projection's bias
+    bias = np.asarray(ops.cast(layer.output_dense.bias, "float32"))
+    np.testing.assert_allclose(fused[1], np.broadcast_to(bias, fused[1].shape), atol=atol)
+    np.testing.assert_allclose(fused[0, 2], bias, atol=atol)
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16", "mixed_float16"])
+def test_fused_masked_keys_have_exactly_zero_weight(policy, inputs):
+    """Whatever the masked keys and values hold, the fused output is the same to the bit: their
+    weights are exactly 0, not small numbers."""
+    keras.config.set_dtype_policy(policy)
+    query, value, mask = inputs
+    row = np.broadcast_to(mask[:, :1], mask.shape)  # every query row sees the same keys
+    layer = MultiHeadAttention(H, D // H)
+    output = np.asarray(ops.cast(layer(query, value, attention_mask=row), "float32"))
+    changed = value.copy()
+    changed[~row[:, 0]] = 60.0  # large, finite in float16 after the projections
+    changed_output = np.asarray(ops.cast(layer(query, changed, attention_mask=row), "float32"))
+    np.testing.assert_array_equal(output, changed_output)
+
+
+def test_fused_gradients_are_finite_with_fully_masked_rows(inputs):
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("gradient tape: the TensorFlow backend")
+    import tensorflow as tf
+    query, value, mask = inputs
+    mask = mask.copy()
+    mask[1] = False
+    layer = MultiHeadAttention(H, D // H)
+    query = tf.Variable(query)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(layer(query, value, attention_mask=mask) ** 2)
+    grads = tape.gradient(loss, [query] + layer.trainable_variables)
+    assert all(np.all(np.isfinite(g)) for g in grads)
+    assert np.all(np.asarray(grads[0])[1] == 0.0)  # the padded sentence's queries see nothing
+
+
+def test_call_takes_the_explicit_path_only_for_dropout_on_the_weights(inputs):
+    query, value, mask = inputs
+    layer = MultiHeadAttention(H, D // H, dropout=0.5)
+    inference = layer(query, value, attention_mask=mask, training=False)
+    np.testing.assert_allclose(inference, layer.attend(query, value, attention_mask=mask)[0],
+                               atol=1e-5)
+    trained = layer(query, value, attention_mask=mask, training=True)  # weights dropped
+    assert not np.allclose(trained, inference, atol=1e-3)

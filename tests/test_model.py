@@ -61,6 +61,21 @@ def test_sentences_padded_to_a_batch_equal_each_sentence_alone(tiny_model):
                                atol=1e-5)
 
 
+@pytest.mark.parametrize("norm_position", ["post", "pre"])
+def test_fused_attention_model_equals_the_explicit_passes(tiny_config, norm_position):
+    """`model(...)` attends by the fused kernel; the `*_with_attention` passes (pictures, the
+    recomputation cached decoding is checked against) by the explicit one: the same logits."""
+    model = build_transformer(tiny_config.replace(norm_position=norm_position))
+    rng = np.random.default_rng(4)
+    source, target = random_tokens(rng, 3, 6, 41), random_tokens(rng, 3, 5, 43)
+    source[1, 2:], target[2, 3:] = 0, 0
+    source[2] = 0  # a whole padding source
+    parts = model.parts
+    encoded, source_mask, _ = parts.encode_with_attention(source)
+    explicit, _, _ = parts.decode_with_attention(target, encoded, source_mask)
+    np.testing.assert_allclose(model([source, target]), explicit, atol=1e-5)
+
+
 def test_all_padding_source_gives_finite_logits(tiny_model):
     logits = tiny_model([np.zeros((2, 5), "int32"), np.array([[2, 5], [2, 6]], "int32")])
     assert np.all(np.isfinite(logits))

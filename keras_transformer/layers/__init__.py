@@ -2,7 +2,8 @@
 
 from keras_transformer.layers.add_norm import SublayerConnection
 from keras_transformer.layers.attention import (
-    MultiHeadAttention, masked_softmax, scaled_dot_product_attention)
+    MultiHeadAttention, fused_dot_product_attention, masked_softmax,
+    scaled_dot_product_attention)
 from keras_transformer.layers.decoder import DecoderBlock
 from keras_transformer.layers.encoder import EncoderBlock
 from keras_transformer.layers.feed_forward import FeedForward

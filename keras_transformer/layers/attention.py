@@ -1,4 +1,11 @@
-"""Multi-head attention (paper section 3.2): scaled dot-product attention over h heads."""
+"""Multi-head attention (paper section 3.2): scaled dot-product attention over h heads.
+
+Two computations of the same attention: the explicit one (`scaled_dot_product_attention`), which
+returns the weights (for pictures, for incremental decoding, for dropout on the weights), and the
+fused one (`fused_dot_product_attention`, the backend's `dot_product_attention`: cuDNN flash
+attention on GPUs under JAX where it applies), which never materializes them for the caller.
+`MultiHeadAttention.__call__` takes the fused one whenever no weights are needed.
+"""
 
 import math
 
@@ -51,12 +58,34 @@ def scaled_dot_product_attention(query, key, value, mask=None, dropout=None,
     return ops.einsum("bhts,bhsd->bhtd", attended, value), weights
 
 
+def fused_dot_product_attention(query, key, value, mask=None):
+    """softmax(Q K^T / sqrt(d_k)) V by `keras.ops.dot_product_attention`, heads second to last.
+
+    Masked scores become the dtype's large negative in float32 logits: their weights underflow to
+    exactly 0 (as in the explicit path). A query row with no allowed key gives 0, as there.
+
+    Args:
+        query: (B, T, h, d_k); key: (B, S, h, d_k); value: (B, S, h, d_v).
+        mask: bool broadcastable to (B, h, T, S), True where attention is allowed.
+    Returns:
+        (B, T, h, d_v) in the inputs' dtype.
+    """
+    attended = ops.dot_product_attention(query, key, value, mask=mask)
+    if mask is None:
+        return attended
+    sees_a_key = ops.any(mask, axis=-1)  # (B, h or 1, T or 1)
+    sees_a_key = ops.expand_dims(ops.transpose(sees_a_key, (0, 2, 1)), -1)  # (B, T, h, 1)
+    return ops.where(sees_a_key, attended, ops.zeros_like(attended))
+
+
 @keras.saving.register_keras_serializable(package="keras_transformer")
 class MultiHeadAttention(keras.layers.Layer):
     """MultiHead(Q, K, V) = Concat(head_1..head_h) W^O, head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V).
 
     Wq, Wk, Wv are each one (d_model, h * d_k) projection, split into heads by reshape.
-    `call` returns the output only; `attend` also returns the attention weights, and
+    `call` returns the output only, computed by the fused kernel unless dropout on the weights
+    is active (training with dropout > 0 needs the weights); `attend` also returns the
+    attention weights (explicit path), and
     `project_key_value` + `attend_projected` let incremental decoding reuse keys and
     values (a cross-attention source computed once, a self-attention cache).
 
@@ -137,7 +166,26 @@ class MultiHeadAttention(keras.layers.Layer):
                                      training)
 
     def call(self, query, value, key=None, attention_mask=None, training=None):
-        return self.attend(query, value, key, attention_mask, training)[0]
+        if training and self.dropout > 0:  # dropout on the weights: the explicit path
+            return self.attend(query, value, key, attention_mask, training)[0]
+        return self.fused_attend(query, value, key, attention_mask)
+
+    def fused_attend(self, query, value, key=None, attention_mask=None):
+        """Output (B, T, d) of (B, T, d) queries over (B, S, d) values by the fused kernel (no
+        weights, no dropout on them); `attention_mask` is bool (B, T, S) or (B, 1, S)."""
+        key = value if key is None else key
+        batch, length = ops.shape(query)[0], ops.shape(query)[1]
+
+        def heads(x):  # (B, L, h * d_k) -> (B, L, h, d_k): a reshape, no transpose
+            return ops.reshape(x, (ops.shape(x)[0], ops.shape(x)[1], self.num_heads,
+                                   self.head_dim))
+
+        mask = None if attention_mask is None else ops.expand_dims(attention_mask, 1)
+        attended = fused_dot_product_attention(
+            heads(self.query_dense(query)), heads(self.key_dense(key)),
+            heads(self.value_dense(value)), mask)
+        return self.output_dense(
+            ops.reshape(attended, (batch, length, self.num_heads * self.head_dim)))
 
     def compute_output_shape(self, query_shape, value_shape=None, key_shape=None):
         return query_shape

@@ -24,12 +24,13 @@ class DecoderBlock(keras.layers.Layer):
     """
 
     def __init__(self, num_heads, d_ff, dropout=0.0, norm_position="post",
-                 layer_norm_epsilon=1e-6, ffn_dropout=0.0, **kwargs):
+                 layer_norm_epsilon=1e-6, ffn_dropout=0.0, attention_dropout=None, **kwargs):
         super().__init__(**kwargs)
         self.num_heads = num_heads
         self.d_ff = d_ff
         self.dropout = dropout
         self.ffn_dropout = ffn_dropout  # inside the FFN; the paper has none
+        self.attention_dropout = attention_dropout  # None: `dropout`
         self.norm_position = norm_position
         self.layer_norm_epsilon = layer_norm_epsilon
         connection = dict(dropout=dropout, norm_position=norm_position,
@@ -51,7 +52,7 @@ class DecoderBlock(keras.layers.Layer):
         if d_model % self.num_heads:
             raise ValueError(f"d_model={d_model} is not divisible by num_heads={self.num_heads}")
         attention = dict(num_heads=self.num_heads, head_dim=d_model // self.num_heads,
-                         dropout=self.dropout, dtype=self.dtype_policy)
+                         dropout=self.weights_dropout_rate, dtype=self.dtype_policy)
         self.self_attention = MultiHeadAttention(name="self_attention", **attention)
         self.cross_attention = MultiHeadAttention(name="cross_attention", **attention)
         self.self_attention.build(inputs_shape)
@@ -62,29 +63,49 @@ class DecoderBlock(keras.layers.Layer):
             connection.build(inputs_shape)
         self.built = True
 
+    @property
+    def weights_dropout_rate(self):
+        return self.dropout if self.attention_dropout is None else self.attention_dropout
+
     def call(self, inputs, encoder_outputs, self_attention_mask=None,
              cross_attention_mask=None, training=None):
         return self.forward(inputs, encoder_outputs, self_attention_mask,
-                            cross_attention_mask, training)[0]
+                            cross_attention_mask, training, return_weights=False)[0]
 
     def forward(self, inputs, encoder_outputs, self_attention_mask=None,
-                cross_attention_mask=None, training=None):
-        """Output (B, T, d_model), self weights (B, h, T, T), cross weights (B, h, T, S)."""
+                cross_attention_mask=None, training=None, return_weights=True):
+        """Output (B, T, d_model), self weights (B, h, T, T), cross weights (B, h, T, S); the
+        weights are None with `return_weights=False` (then attention may take the fused
+        kernel)."""
         if not self.built:  # called directly rather than through __call__
             self.build(tuple(inputs.shape), tuple(encoder_outputs.shape))
         x = self.self_attention_connection.start(inputs)
-        attended, self_weights = self.self_attention.attend(
-            x, x, attention_mask=self_attention_mask, training=training)
+        if return_weights:
+            attended, self_weights = self.self_attention.attend(
+                x, x, attention_mask=self_attention_mask, training=training)
+        else:
+            attended, self_weights = self.self_attention(
+                x, x, attention_mask=self_attention_mask, training=training), None
         x = self.self_attention_connection.finish(inputs, attended, training)
-        cross_key_value = self.cross_attention.project_key_value(encoder_outputs)
+        if return_weights:
+            cross = self.cross_attention.project_key_value(encoder_outputs)
+        else:
+            cross = encoder_outputs
         outputs, cross_weights = self._cross_and_feed_forward(
-            x, cross_key_value, cross_attention_mask, training)
+            x, cross, cross_attention_mask, training, return_weights)
         return outputs, self_weights, cross_weights
 
-    def _cross_and_feed_forward(self, x, cross_key_value, cross_attention_mask, training):
+    def _cross_and_feed_forward(self, x, cross, cross_attention_mask, training,
+                                return_weights=True):
+        """`cross`: the projected (keys, values) with `return_weights`, else the encoder
+        output (B, S, d_model) for the fused kernel."""
         query = self.cross_attention_connection.start(x)
-        attended, cross_weights = self.cross_attention.attend_projected(
-            query, *cross_key_value, attention_mask=cross_attention_mask, training=training)
+        if return_weights:
+            attended, cross_weights = self.cross_attention.attend_projected(
+                query, *cross, attention_mask=cross_attention_mask, training=training)
+        else:
+            attended, cross_weights = self.cross_attention(
+                query, cross, attention_mask=cross_attention_mask, training=training), None
         x = self.cross_attention_connection.finish(x, attended, training)
         outputs = self.feed_forward_connection.finish(
             x, self.feed_forward(self.feed_forward_connection.start(x), training=training),
@@ -128,4 +149,5 @@ class DecoderBlock(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "num_heads": self.num_heads, "d_ff": self.d_ff,
                 "dropout": self.dropout, "norm_position": self.norm_position,
-                "layer_norm_epsilon": self.layer_norm_epsilon, "ffn_dropout": self.ffn_dropout}
+                "layer_norm_epsilon": self.layer_norm_epsilon, "ffn_dropout": self.ffn_dropout,
+                "attention_dropout": self.attention_dropout}

@@ -16,12 +16,13 @@ class EncoderBlock(keras.layers.Layer):
     """
 
     def __init__(self, num_heads, d_ff, dropout=0.0, norm_position="post",
-                 layer_norm_epsilon=1e-6, ffn_dropout=0.0, **kwargs):
+                 layer_norm_epsilon=1e-6, ffn_dropout=0.0, attention_dropout=None, **kwargs):
         super().__init__(**kwargs)
         self.num_heads = num_heads
         self.d_ff = d_ff
         self.dropout = dropout
         self.ffn_dropout = ffn_dropout  # inside the FFN; the paper has none
+        self.attention_dropout = attention_dropout  # None: `dropout`
         self.norm_position = norm_position
         self.layer_norm_epsilon = layer_norm_epsilon
         connection = dict(dropout=dropout, norm_position=norm_position,
@@ -39,7 +40,7 @@ class EncoderBlock(keras.layers.Layer):
         if d_model % self.num_heads:
             raise ValueError(f"d_model={d_model} is not divisible by num_heads={self.num_heads}")
         self.self_attention = MultiHeadAttention(
-            self.num_heads, d_model // self.num_heads, dropout=self.dropout,
+            self.num_heads, d_model // self.num_heads, dropout=self.weights_dropout_rate,
             name="self_attention", dtype=self.dtype_policy)
         self.self_attention.build(input_shape)
         self.feed_forward.build(input_shape)
@@ -47,16 +48,25 @@ class EncoderBlock(keras.layers.Layer):
         self.feed_forward_connection.build(input_shape)
         self.built = True
 
-    def call(self, inputs, attention_mask=None, training=None):
-        return self.forward(inputs, attention_mask, training)[0]
+    @property
+    def weights_dropout_rate(self):
+        return self.dropout if self.attention_dropout is None else self.attention_dropout
 
-    def forward(self, inputs, attention_mask=None, training=None):
-        """Output (B, S, d_model) and self-attention weights (B, h, S, S)."""
+    def call(self, inputs, attention_mask=None, training=None):
+        return self.forward(inputs, attention_mask, training, return_weights=False)[0]
+
+    def forward(self, inputs, attention_mask=None, training=None, return_weights=True):
+        """Output (B, S, d_model) and self-attention weights (B, h, S, S), or None for them
+        with `return_weights=False` (then attention may take the fused kernel)."""
         if not self.built:  # called directly rather than through __call__
             self.build(tuple(inputs.shape))
         x = self.self_attention_connection.start(inputs)
-        attended, weights = self.self_attention.attend(x, x, attention_mask=attention_mask,
-                                                       training=training)
+        if return_weights:
+            attended, weights = self.self_attention.attend(
+                x, x, attention_mask=attention_mask, training=training)
+        else:
+            attended, weights = self.self_attention(
+                x, x, attention_mask=attention_mask, training=training), None
         x = self.self_attention_connection.finish(inputs, attended, training)
         outputs = self.feed_forward_connection.finish(
             x, self.feed_forward(self.feed_forward_connection.start(x), training=training),
@@ -69,4 +79,5 @@ class EncoderBlock(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "num_heads": self.num_heads, "d_ff": self.d_ff,
                 "dropout": self.dropout, "norm_position": self.norm_position,
-                "layer_norm_epsilon": self.layer_norm_epsilon, "ffn_dropout": self.ffn_dropout}
+                "layer_norm_epsilon": self.layer_norm_epsilon, "ffn_dropout": self.ffn_dropout,
+                "attention_dropout": self.attention_dropout}

@@ -30,7 +30,7 @@ class PositionalEmbedding(keras.layers.Layer):
     `call(tokens, start_position=0)`: (B, T) int -> (B, T, d_model); tokens are taken
     to sit at positions start_position .. start_position + T - 1, so incremental
     decoding embeds one token at position t. `call(hidden, reverse=True)` projects
-    (B, T, d_model) onto the transposed embedding matrix, (B, T, vocab) in float32:
+    (B, T, d_model) onto the transposed embedding matrix, (B, T, vocab) in the compute dtype:
     the paper's pre-softmax weights shared with the embedding. With `position_encoding="learned"`, positions beyond
     `max_length - 1` are clipped to the last learned one.
     """
@@ -80,9 +80,11 @@ class PositionalEmbedding(keras.layers.Layer):
         return self.output_dropout(embedded, training=training)
 
     def logits(self, hidden):
-        """(B, T, d_model) -> (B, T, vocab_size) float32 scores against each token embedding."""
-        matrix = ops.cast(self.token_embedding.embeddings, "float32")
-        return ops.matmul(ops.cast(hidden, "float32"), ops.transpose(matrix))
+        """(B, T, d_model) -> (B, T, vocab_size) scores against each token embedding, in the
+        compute dtype (bfloat16 under mixed precision: the cross-entropy takes them as they
+        are, `keras_transformer.cross_entropy`)."""
+        matrix = ops.cast(self.token_embedding.embeddings, self.compute_dtype)
+        return ops.matmul(ops.cast(hidden, self.compute_dtype), ops.transpose(matrix))
 
     def get_config(self):
         return {**super().get_config(), "vocab_size": self.vocab_size,
