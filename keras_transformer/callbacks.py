@@ -117,6 +117,46 @@ class BudgetCooldown(keras.callbacks.Callback):
             self.schedule.factor.assign(factor)
 
 
+class EpochCooldown(keras.callbacks.Callback):
+    """Takes the learning rate linearly to zero over the last `fraction` of a run's `epochs`: the
+    cooldown of a run without a time budget (`BudgetCooldown` counts seconds, this counts steps).
+
+    Progress is the optimizer's step count over the run's expected steps, `epochs` times the
+    steps of an epoch: the mean of the finished epochs (bucketed batches: a pass over the data
+    is known only once made), in the first epoch `fit`'s `steps_per_epoch` if given. The first epoch
+    runs at the schedule's rate unless the cooldown covers part of it. The step count is
+    restored with the optimizer when a run resumes, so a resumed run sets the same rates.
+    """
+
+    def __init__(self, schedule, epochs, fraction):
+        super().__init__()
+        if not 0.0 < fraction <= 1.0:
+            raise ValueError(f"the cooldown fraction must be in (0, 1], got {fraction}")
+        self.schedule, self.epochs, self.fraction = schedule, epochs, fraction
+        self.steps_per_epoch = None
+
+    def factor(self, progress):
+        """The learning-rate factor after `progress` (0 to 1) of the run."""
+        return min(1.0, max(0.0, (1.0 - progress) / self.fraction))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch:  # the mean of the epochs done, in this session or before it (Keras's own count
+            # of a pass over data of unknown length includes the batch that found the end)
+            self.steps_per_epoch = int(self.model.optimizer.iterations.numpy()) / epoch
+        else:
+            self.steps_per_epoch = self.params.get("steps") or None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.steps_per_epoch is None:  # the first pass over bucketed data: no estimate yet
+            progress = 0.0
+        else:
+            done = int(self.model.optimizer.iterations.numpy())
+            progress = done / (self.steps_per_epoch * self.epochs)
+        factor = self.factor(progress)
+        if factor != float(self.schedule.factor.numpy()):
+            self.schedule.factor.assign(factor)
+
+
 class ValidationQuality(keras.callbacks.Callback):
     """At each epoch end, translates the validation sources (greedy, with the key/value cache) and
     adds `val_bleu` and `val_chrf` (sacrebleu) to the epoch's logs, for history.csv, TensorBoard,

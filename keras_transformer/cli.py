@@ -334,8 +334,9 @@ def build_parser():
                               "runs out, then evaluate and report (counted over resumed "
                               "sessions too; default: none)")
     command.add_argument("--cooldown", type=float, default=None, metavar="FRACTION",
-                         help="with --max-minutes, take the learning rate linearly to 0 over "
-                              f"this last fraction of the budget, 0 none ({from_recipe('cooldown')})")
+                         help="take the learning rate linearly to 0 over this last fraction "
+                              "of the --max-minutes budget, or without one of the --epochs, "
+                              f"0 none ({from_recipe('cooldown')})")
     command.add_argument("--keep-best", choices=sorted(KEEP_BEST), default=None,
                          help=f"what decides the kept best.keras ({from_recipe('keep_best')})")
     command.add_argument("--bleu-sentences", type=int, default=None,

@@ -45,7 +45,8 @@ class TrainSettings:
     `vocab_sample`: training pairs (a uniform sample) the vocabularies are learned from.
     `steps_per_epoch`: steps between evaluations; 0 or None in the recipe: a pass over the data.
     `max_minutes`: a training time budget, over every session of the run.
-    `cooldown`: with a budget, the learning rate goes linearly to 0 over its last fraction (0: off).
+    `cooldown`: the learning rate goes linearly to 0 over the last fraction of the budget, or
+    without one of the epochs (0: off).
     `keep_best`: "val_bleu" or "val_loss", what decides the kept model.
     `bleu_sentences`: validation sentences translated for val_bleu/val_chrf each epoch (0: none).
     `early_stopping`: stop after this many epochs without a better `keep_best` (0: never).
@@ -312,6 +313,8 @@ def callbacks(job, budget, schedule, log):
             log("no learning-rate cooldown with --strategy multi_worker")
         else:
             found.append(job_callbacks.BudgetCooldown(schedule, budget, settings.cooldown))
+    elif settings.cooldown:  # no budget: over the last part of the epochs, counted in steps
+        found.append(job_callbacks.EpochCooldown(schedule, settings.epochs, settings.cooldown))
     found += [
         keras.callbacks.BackupAndRestore(str(run.backup), double_checkpoint=True),
         keras.callbacks.ModelCheckpoint(str(run.best_model), monitor=monitor, mode=mode,

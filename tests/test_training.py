@@ -96,7 +96,9 @@ def test_fit_lowers_the_loss(tiny_config, jit_compile, policy):
     inputs, labels = _copy_task(np.random.default_rng(0))
     history = model.fit(inputs, labels, batch_size=16, epochs=4, verbose=0).history
     assert history["loss"][-1] < 0.9 * history["loss"][0]
-    assert model.get_layer("logits").compute_dtype == "float32"
+    # the logits keep the compute dtype (the fused loss is float32 a chunk at a time)
+    assert model.get_layer("logits").compute_dtype == keras.config.dtype_policy().compute_dtype
+    assert np.all(np.isfinite(history["loss"]))
 
 
 def test_compiled_model_reloads_and_trains_further(tiny_config, tmp_path):
@@ -182,3 +184,45 @@ def test_budget_cooldown_takes_the_learning_rate_to_zero_at_the_end_of_the_budge
     for before, after in zip(seen[-2][2], seen[-1][2]):
         np.testing.assert_array_equal(before, after)
     assert any(not np.array_equal(a, b) for a, b in zip(seen[0][2], seen[1][2]))
+
+
+def test_epoch_cooldown_counts_steps_over_bucketed_epochs_and_resumes_the_same(tiny_config):
+    """Without a budget the cooldown spans the last `fraction` of the epochs' steps. With data of
+    unknown length (bucketed batches) the steps per epoch are learned from the first epoch, and a
+    run resumed from its optimizer's step count sets the same rates."""
+    import tensorflow as tf
+    from keras_transformer.callbacks import EpochCooldown
+
+    (source, target_in), labels = _copy_task(np.random.default_rng(3), n=12)
+    data = tf.data.Dataset.from_tensor_slices(((source, target_in), labels)).batch(4)
+    data = data.filter(lambda *_: True)  # cardinality unknown, as bucketed batches
+    assert int(data.cardinality()) == tf.data.UNKNOWN_CARDINALITY
+
+    def run(model, schedule, epochs, initial_epoch=0):
+        seen = []
+
+        class Record(keras.callbacks.Callback):
+            # at the end of a step: Keras begins one more batch than data of unknown length has
+            def on_train_batch_end(self, batch, logs=None):
+                seen.append(float(schedule.factor.numpy()))
+
+        model.fit(data, epochs=epochs, initial_epoch=initial_epoch, verbose=0,
+                  callbacks=[EpochCooldown(schedule, 4, fraction=0.5), Record()])
+        return seen
+
+    schedule = TransformerSchedule(tiny_config.d_model, warmup_steps=4)
+    model = build_transformer(tiny_config)
+    compile_transformer(model, tiny_config.d_model, schedule=schedule)
+    whole = run(model, schedule, 4)
+    # 4 epochs of 3 batches, which Keras counts as 4 optimizer iterations each (the batch that
+    # finds the end of data of unknown length counts too: the schedule sees the same count).
+    # The first epoch has no estimate; then factor = (1 - iteration / 16) / 0.5, seen at the
+    # real steps' iterations 0-2, 4-6, 8-10, 12-14.
+    assert whole == pytest.approx([1] * 7 + [7 / 8, 6 / 8, 4 / 8, 3 / 8, 2 / 8])
+
+    schedule = TransformerSchedule(tiny_config.d_model, warmup_steps=4)
+    model = build_transformer(tiny_config)
+    compile_transformer(model, tiny_config.d_model, schedule=schedule)
+    first = run(model, schedule, 2)
+    resumed = run(model, schedule, 4, initial_epoch=2)  # a new callback, as a new session has
+    assert first + resumed == pytest.approx(whole)
