@@ -80,7 +80,9 @@ def test_recorded_attention_equals_full_recomputation(trained_model, sources, ji
             lambda s: decoding.greedy_decode_with_attention(trained_model, s, MAX_LENGTH),
             jit_compile=jit_compile, autograph=False)
         decoded = search(tf.constant(sources))
-    tolerance = 5e-5 if jit_compile is None else 1e-4  # float32 rounding of two orders; XLA its own
+    # float32 rounding of two orders; XLA its own (1.2e-4 seen on an AVX2 CPU, where it fuses
+    # and vectorizes differently)
+    tolerance = 5e-5 if jit_compile is None else 3e-4
     tokens, encoder, masked, cross = (np.asarray(decoded[0]),
                                       *[[np.asarray(w) for w in ws] for ws in decoded[1:]])
     np.testing.assert_array_equal(tokens,
