@@ -5,13 +5,15 @@ to the recipe's preset, under any `--set`; a preset chosen by the user is taken 
 value was chosen is in docs/recipes.md, with the measurements behind it.
 """
 
-# The embedded English -> Spanish grammar: the average of the last 5 epochs' weights scores 99.7%
-# exact match on its test split after 20 epochs (~10 minutes on 2 CPU cores; docs/recipes.md).
-# Without dropout: the grammar has no noise to overfit to.
-EMBEDDED = dict(preset="small", epochs=20, vocab_size=1000, batch_tokens=1024, warmup_steps=1600,
-                learning_rate_scale=1.0, label_smoothing=0.1, steps_per_epoch=None,
-                keep_best="val_loss", bleu_sentences=200, early_stopping=0,
-                keep_checkpoints=5, average_last=5, tune_alpha=False, cooldown=0.0,
+# The embedded English -> Spanish grammar: 7 epochs whose last half takes the learning rate linearly
+# to 0 score 99.2% exact match on its test split after 296 s of training on 2 AVX2 CPU cores
+# (docs/recipes.md). Without dropout (the grammar has no noise to overfit to), without validation
+# BLEU (the lowest loss picks the kept model) and without averaging (after the cooldown the last
+# epoch beats the mean of the last ones).
+EMBEDDED = dict(preset="small", epochs=7, vocab_size=1000, batch_tokens=1024, warmup_steps=600,
+                learning_rate_scale=0.7, label_smoothing=0.1, steps_per_epoch=None,
+                keep_best="val_loss", bleu_sentences=0, early_stopping=0,
+                keep_checkpoints=0, average_last=0, tune_alpha=False, cooldown=0.5,
                 mixed_precision="float32", model={"dropout": 0.0})
 
 # A user's corpus (any language pair, 30k to millions of pairs): chosen on the validation set of

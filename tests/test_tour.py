@@ -5,9 +5,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# It trains a model of its own: 2-4 minutes, the longest test; `-m slow` runs it.
+@pytest.mark.slow
 def test_tour_runs_top_to_bottom(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg", "TOUR_OUT": str(tmp_path),
            "TOUR_RUN": str(tmp_path / "no_run"),  # the path a fresh clone takes: train first
