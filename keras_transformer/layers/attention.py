@@ -165,6 +165,14 @@ class MultiHeadAttention(keras.layers.Layer):
         return self.attend_projected(query, key_heads, value_heads, attention_mask,
                                      training)
 
+    def attend_or_call(self, query, value, attention_mask=None, training=None,
+                       return_weights=True):
+        """`attend` (output and weights) with `return_weights`, else `call` (output, None): the
+        fused kernel where it applies."""
+        if return_weights:
+            return self.attend(query, value, attention_mask=attention_mask, training=training)
+        return self(query, value, attention_mask=attention_mask, training=training), None
+
     def call(self, query, value, key=None, attention_mask=None, training=None):
         if training and self.dropout > 0:  # dropout on the weights: the explicit path
             return self.attend(query, value, key, attention_mask, training)[0]

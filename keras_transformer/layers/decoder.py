@@ -80,12 +80,8 @@ class DecoderBlock(keras.layers.Layer):
         if not self.built:  # called directly rather than through __call__
             self.build(tuple(inputs.shape), tuple(encoder_outputs.shape))
         x = self.self_attention_connection.start(inputs)
-        if return_weights:
-            attended, self_weights = self.self_attention.attend(
-                x, x, attention_mask=self_attention_mask, training=training)
-        else:
-            attended, self_weights = self.self_attention(
-                x, x, attention_mask=self_attention_mask, training=training), None
+        attended, self_weights = self.self_attention.attend_or_call(
+            x, x, self_attention_mask, training, return_weights)
         x = self.self_attention_connection.finish(inputs, attended, training)
         if return_weights:
             cross = self.cross_attention.project_key_value(encoder_outputs)

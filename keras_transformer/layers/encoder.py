@@ -61,12 +61,8 @@ class EncoderBlock(keras.layers.Layer):
         if not self.built:  # called directly rather than through __call__
             self.build(tuple(inputs.shape))
         x = self.self_attention_connection.start(inputs)
-        if return_weights:
-            attended, weights = self.self_attention.attend(
-                x, x, attention_mask=attention_mask, training=training)
-        else:
-            attended, weights = self.self_attention(
-                x, x, attention_mask=attention_mask, training=training), None
+        attended, weights = self.self_attention.attend_or_call(
+            x, x, attention_mask, training, return_weights)
         x = self.self_attention_connection.finish(inputs, attended, training)
         outputs = self.feed_forward_connection.finish(
             x, self.feed_forward(self.feed_forward_connection.start(x), training=training),
