@@ -140,21 +140,28 @@ class EpochCooldown(keras.callbacks.Callback):
         return min(1.0, max(0.0, (1.0 - progress) / self.fraction))
 
     def on_epoch_begin(self, epoch, logs=None):
+        # the optimizer's count is read once an epoch (a read each step would wait for the step)
+        self.done = int(self.model.optimizer.iterations.numpy())
         if epoch:  # the mean of the epochs done, in this session or before it (Keras's own count
             # of a pass over data of unknown length includes the batch that found the end)
-            self.steps_per_epoch = int(self.model.optimizer.iterations.numpy()) / epoch
+            self.steps_per_epoch = self.done / epoch
         else:
             self.steps_per_epoch = self.params.get("steps") or None
 
     def on_train_batch_begin(self, batch, logs=None):
-        if self.steps_per_epoch is None:  # the first pass over bucketed data: no estimate yet
-            progress = 0.0
-        else:
-            done = int(self.model.optimizer.iterations.numpy())
-            progress = done / (self.steps_per_epoch * self.epochs)
+        progress = 0.0  # the first pass over bucketed data: no estimate yet
+        if self.steps_per_epoch is not None:
+            progress = self.done / (self.steps_per_epoch * self.epochs)
         factor = self.factor(progress)
-        if factor != float(self.schedule.factor.numpy()):
+        if factor != self.schedule_factor:
             self.schedule.factor.assign(factor)
+            self.schedule_factor = factor
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.done += 1
+
+    def on_train_begin(self, logs=None):
+        self.schedule_factor = float(self.schedule.factor.numpy())
 
 
 class ValidationQuality(keras.callbacks.Callback):
