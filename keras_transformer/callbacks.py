@@ -10,6 +10,8 @@ import time
 
 import keras
 
+from keras_transformer.run_dir import write_atomically
+
 
 class FirstStepTime(keras.callbacks.Callback):
     """Logs once how long the job took to finish its first training step (data preparation,
@@ -34,15 +36,23 @@ class TimeBudget(keras.callbacks.Callback):
     over every session of the run: it is written to `progress_file` at each epoch end (when
     BackupAndRestore saves), so a resumed run only gets what is left. Validation still runs
     after the last step, so the best model can be the last one.
+
+    Under multi-worker training the clock is the chief's, sent to every worker after each step
+    by `agreement` (a `distribution.WorkerAgreement`): all workers read the same time, so all
+    stop after the same step, and a cooldown reading `clock` sets the same rate on all.
     """
 
-    def __init__(self, seconds, progress_file):
+    def __init__(self, seconds, progress_file, agreement=None):
         super().__init__()
+        from keras_transformer.distribution import WorkerAgreement
+
         self.seconds, self.progress_file = seconds, progress_file
+        self.agreement = agreement or WorkerAgreement()
         self.used = self.load(progress_file)["train_seconds"]
         self.spent = False
         self.steps = 0
         self.last_step_seconds = self.last_validation_seconds = 0.0
+        self.clock = self.used
 
     @staticmethod
     def load(progress_file) -> dict:
@@ -52,10 +62,18 @@ class TimeBudget(keras.callbacks.Callback):
         return {"train_seconds": 0.0, "budget_spent": False}
 
     def elapsed(self):
+        """This worker's own clock: seconds of training, earlier sessions included."""
         return self.used + time.perf_counter() - self.began
+
+    def tick(self):
+        """Reads the clock every worker agrees on into `clock` (with a budget only: without
+        one nothing reads it, and multi-worker runs skip the all-reduce)."""
+        if self.seconds is not None:
+            self.clock = self.agreement.from_chief([self.elapsed()])[0]
 
     def on_train_begin(self, logs=None):
         self.began = self.step_began = time.perf_counter()
+        self.tick()
 
     def on_train_batch_begin(self, batch, logs=None):
         self.step_began = time.perf_counter()
@@ -64,29 +82,32 @@ class TimeBudget(keras.callbacks.Callback):
         self.steps += 1
         self.step_ended = time.perf_counter()
         self.last_step_seconds = self.step_ended - self.step_began
+        self.tick()
         self._stop_if_spent("step")
 
     def on_epoch_end(self, epoch, logs=None):
         # validation (and val_bleu) ran after the epoch's last step
         self.last_validation_seconds = time.perf_counter() - self.step_ended
+        self.tick()
         self._stop_if_spent("validation")
         self.save()
 
     def _stop_if_spent(self, during):
-        if self.seconds is not None and not self.spent and self.elapsed() >= self.seconds:
+        if self.seconds is not None and not self.spent and self.clock >= self.seconds:
             self.spent, self.stopped_during = True, during
-            self.stop_elapsed = self.elapsed()
+            self.stop_elapsed = self.clock
             self.model.stop_training = True
 
     def save(self):
-        progress = {"train_seconds": round(self.elapsed(), 3), "budget_spent": self.spent,
+        used = self.clock if self.seconds is not None else self.elapsed()
+        progress = {"train_seconds": round(used, 3), "budget_spent": self.spent,
                     "budget_seconds": self.seconds}
         if self.spent:  # when it stopped (after a step, or after validation), the last step's length
             progress.update(stopped_at_seconds=round(self.stop_elapsed, 3),
                             stopped_after=self.stopped_during,
                             last_step_seconds=round(self.last_step_seconds, 3),
                             last_validation_seconds=round(self.last_validation_seconds, 3))
-        self.progress_file.write_text(json.dumps(progress, indent=2))
+        write_atomically(self.progress_file, json.dumps(progress, indent=2))
 
 
 class BudgetCooldown(keras.callbacks.Callback):
@@ -97,7 +118,7 @@ class BudgetCooldown(keras.callbacks.Callback):
     budget ends at a small learning rate instead of the middle of its schedule (budget-aware
     decay: Li et al., ICLR 2020, "Budgeted training"; the cooldown of warmup-stable-decay
     schedules). Put it after `budget`, the `TimeBudget` whose clock (resumed sessions
-    included) it reads.
+    included, the chief's under multi-worker training) it reads.
     """
 
     def __init__(self, schedule, budget, fraction):
@@ -112,7 +133,7 @@ class BudgetCooldown(keras.callbacks.Callback):
         return min(1.0, max(0.0, left / self.fraction))
 
     def on_train_batch_begin(self, batch, logs=None):
-        factor = self.factor(self.budget.elapsed())
+        factor = self.factor(self.budget.clock)
         if factor != float(self.schedule.factor.numpy()):
             self.schedule.factor.assign(factor)
 
@@ -169,31 +190,48 @@ class ValidationQuality(keras.callbacks.Callback):
     adds `val_bleu` and `val_chrf` (sacrebleu) to the epoch's logs, for history.csv, TensorBoard,
     ModelCheckpoint and EarlyStopping: put it before them in the callback list.
 
+    Under multi-worker training only the chief translates, and `agreement` sends its scores to
+    the other workers, so all keep the same best model and stop early at the same epoch.
+
     Args:
         text_path: the model's `TextPath`.
         sources, references: the validation pairs scored (references normalized as the outputs).
+        agreement: a `distribution.WorkerAgreement` (default: one process).
     """
 
-    def __init__(self, text_path, sources, references, batch_size=64):
+    def __init__(self, text_path, sources, references, batch_size=64, agreement=None):
         super().__init__()
+        from keras_transformer.distribution import WorkerAgreement
+
         self.text_path, self.sources, self.references = text_path, sources, references
         self.batch_size = batch_size
+        self.agreement = agreement or WorkerAgreement()
         self.translator = self.float32_model = None
 
-    def on_epoch_end(self, epoch, logs=None):
+    def scores(self):
         from keras_transformer.evaluation import score_translations
         from keras_transformer.model import float32_copy
         from keras_transformer.translator import Translator
 
         # in float32, as the kept model translates once loaded (`RunDir.load_model`): a
         # mixed-precision model's weights are copied into a float32 twin at each epoch end
-        self.float32_model = float32_copy(self.model, self.float32_model)
+        if self.agreement.jax_processes:
+            from keras_transformer.distribution import process_local_copy
+
+            self.float32_model = process_local_copy(self.model, self.float32_model)
+        else:
+            self.float32_model = float32_copy(self.model, self.float32_model)
         if self.translator is None:  # traced once; it reads the weights as they are now
             self.translator = Translator(self.float32_model, self.text_path)
         hypotheses = self.translator.translate(self.sources, batch_size=self.batch_size)
         scores = score_translations(hypotheses, self.references)
+        return [scores["bleu"], scores["chrf"]]
+
+    def on_epoch_end(self, epoch, logs=None):
+        bleu, chrf = self.agreement.from_chief(
+            self.scores() if self.agreement.chief else [0.0, 0.0])
         if logs is not None:
-            logs["val_bleu"], logs["val_chrf"] = scores["bleu"], scores["chrf"]
+            logs["val_bleu"], logs["val_chrf"] = bleu, chrf
 
 
 class RollingCheckpoints(keras.callbacks.Callback):

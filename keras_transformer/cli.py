@@ -36,6 +36,7 @@ def parse_overrides(pairs):
 
 
 def train(args):
+    from keras_transformer.distribution import WorkerLostError
     from keras_transformer.run_dir import IncompatibleRunError
     from keras_transformer.trainer import TrainSettings, train as run_training
 
@@ -48,6 +49,9 @@ def train(args):
     except (IncompatibleRunError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except WorkerLostError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 3
     return 0
 
 

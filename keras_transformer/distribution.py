@@ -1,20 +1,47 @@
-"""tf.distribute for the train job: strategies by name, and what multi-worker training needs.
+"""Distribution for the train job: strategies by name, and what multi-worker training needs.
 
-TensorFlow-only: imported when a job runs.
+`mirrored` and `multi_worker` are tf.distribute (TensorFlow backend); `data_parallel` is
+`keras.distribution.DataParallel` (JAX backend). Imported when a job runs.
 """
 
+import contextlib
 import json
 import os
 from pathlib import Path
 
-STRATEGIES = ("default", "mirrored", "multi_worker")
+STRATEGIES = ("default", "mirrored", "multi_worker", "data_parallel")
+# which backend each strategy runs on, and what to use on the other one
+BACKEND_OF = {"mirrored": "tensorflow", "multi_worker": "tensorflow", "data_parallel": "jax"}
+INSTEAD = {"mirrored": "data_parallel", "multi_worker": "data_parallel",
+           "data_parallel": "mirrored (one machine) or multi_worker (several)"}
+
+
+def check_backend(name, backend):
+    """Raises a clear error where strategy `name` does not run on Keras backend `backend`."""
+    wanted = BACKEND_OF.get(name)
+    if wanted is not None and wanted != backend:
+        raise ValueError(
+            f"--strategy {name} runs on the {wanted} backend, and this is KERAS_BACKEND={backend}: "
+            f"use --strategy {INSTEAD[name]} on {backend}, or KERAS_BACKEND={wanted}")
 
 
 def distribution_strategy(name):
     """tf.distribute strategy by name: default (one device), mirrored (every local GPU, or
-    the local CPU devices), multi_worker (machines described by TF_CONFIG)."""
+    the local CPU devices), multi_worker (machines described by TF_CONFIG). data_parallel
+    (JAX) sets `keras.distribution.DataParallel` over every local device, and trains under
+    the default tf.distribute strategy (tf.data only feeds it)."""
     import tensorflow as tf
 
+    check_backend(name, keras_backend())
+    if name == "data_parallel":
+        import keras
+
+        if jax_processes() > 1:  # jax.distributed, from the KERAS_DISTRIBUTION_* variables
+            keras.distribution.initialize()
+        # every process feeds its own rows of each batch (`process_share`): no tf.data sharding
+        keras.distribution.set_distribution(
+            keras.distribution.DataParallel(auto_shard_dataset=False))
+        return tf.distribute.get_strategy()
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
@@ -22,6 +49,36 @@ def distribution_strategy(name):
     if name == "multi_worker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"unknown strategy {name!r}; choose from {STRATEGIES}")
+
+
+def keras_backend():
+    import keras
+
+    return keras.backend.backend()
+
+
+def jax_processes():
+    """Processes of a multi-process JAX run (KERAS_DISTRIBUTION_NUM_PROCESSES, as
+    `keras.distribution.initialize` reads it), 1 if it names none."""
+    return int(os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES") or 1)
+
+
+def process_share():
+    """(this process's index, process count) of a multi-process `data_parallel` run, else None:
+    every process reads the same batches and keeps its rows of each."""
+    if keras_backend() != "jax" or jax_processes() == 1:
+        return None
+    import jax
+
+    return jax.process_index(), jax.process_count()
+
+
+def data_parallel_devices():
+    """How many devices `--strategy data_parallel` splits each batch across (1 without it)."""
+    import keras
+
+    distribution = keras.distribution.distribution()
+    return len(distribution.device_mesh.devices.flat) if distribution is not None else 1
 
 
 def _tf_config():
@@ -94,7 +151,10 @@ def check_keras_internals(model):
 
 def is_chief(strategy_name):
     """Whether this process writes the run directory: always, but for the non-chief workers
-    of multi-worker training (worker 0 is the chief when TF_CONFIG names no chief)."""
+    of multi-worker training (worker 0 is the chief when TF_CONFIG names no chief) and the
+    processes but 0 of multi-process JAX."""
+    if strategy_name == "data_parallel":
+        return (process_share() or (0, 1))[0] == 0
     if strategy_name != "multi_worker":
         return True
     task = _tf_config().get("task", {})
@@ -118,4 +178,125 @@ def worker_directory(out):
     """A non-chief worker's scratch run directory beside `out`: it trains in step with the
     chief but must not write the chief's files."""
     out = Path(out)
-    return out.with_name(f"{out.name}.worker{_tf_config().get('task', {}).get('index', 0)}")
+    share = process_share()
+    index = share[0] if share else _tf_config().get("task", {}).get("index", 0)
+    return out.with_name(f"{out.name}.worker{index}")
+
+
+class WorkerAgreement:
+    """What every worker of a multi-worker run must decide alike, decided once for all.
+
+    Each call is one collective, which every worker must make at the same point of training,
+    in the same order: a tf.distribute all-reduce (SUM over every replica of every worker) under
+    `multi_worker`, JAX's `broadcast_one_to_all` under multi-process `data_parallel`.
+    `from_chief(values)` gives every worker the chief's values (its clock, its validation
+    scores); the others' arguments only set the shape. One process (`default`, `mirrored`,
+    `data_parallel` on one host): the values as they are, no collective.
+    """
+
+    def __init__(self, strategy=None, chief=True, jax_processes=False):
+        self.strategy, self.chief, self.jax_processes = strategy, chief, jax_processes
+
+    @classmethod
+    def for_strategy(cls, name, strategy):
+        if name == "multi_worker":
+            return cls(strategy, is_chief(name))
+        if name == "data_parallel" and process_share():
+            return cls(chief=is_chief(name), jax_processes=True)
+        return cls()
+
+    @property
+    def collective(self):
+        return self.strategy is not None or self.jax_processes
+
+    def from_chief(self, values):
+        """The chief's `values` (a list of floats), as every worker receives them."""
+        if not self.collective:
+            return [float(value) for value in values]
+        import numpy as np
+
+        if self.jax_processes:  # process 0 is the chief
+            from jax.experimental import multihost_utils
+
+            sent = multihost_utils.broadcast_one_to_all(np.asarray(values, "float32"))
+            return [float(value) for value in np.asarray(sent)]
+        import tensorflow as tf
+
+        local_replicas = len(self.strategy.extended.worker_devices)
+        mine = np.asarray(values, "float32")
+        none = np.zeros_like(mine)
+
+        def contribution(context):  # the chief's first replica sends; everything else adds 0
+            first = context.replica_id_in_sync_group % local_replicas == 0
+            return tf.constant(mine if self.chief and first else none)
+
+        summed = self.strategy.reduce(
+            tf.distribute.ReduceOp.SUM,
+            self.strategy.experimental_distribute_values_from_function(contribution), axis=None)
+        return [float(value) for value in np.asarray(summed)]
+
+    def barrier(self):
+        """Returns once every worker has called it."""
+        if self.collective:
+            self.from_chief([0.0])
+
+
+def process_local_copy(model, previous=None):
+    """A float32 copy of `model` on this process's devices alone: under multi-process JAX the
+    model's weights are global arrays that every process would have to compute on together,
+    and only the chief translates. `previous`: an earlier copy to refresh."""
+    import keras
+
+    from keras_transformer.model import build_transformer
+
+    if previous is None:
+        distribution, policy = keras.distribution.distribution(), keras.config.dtype_policy()
+        keras.distribution.set_distribution(None)
+        keras.config.set_dtype_policy("float32")
+        try:
+            previous = build_transformer(model.transformer_config, name=model.name)
+        finally:
+            keras.distribution.set_distribution(distribution)
+            keras.config.set_dtype_policy(policy)
+    previous.set_weights(model.get_weights())  # replicated: every process holds them whole
+    return previous
+
+
+class WorkerLostError(RuntimeError):
+    """A worker of a multi-worker run stopped (killed, crashed, its machine gone) mid-training."""
+
+
+LOSS_SIGNS = ("heartbeat", "coordination service", "Collective ops is aborted", "unhealthy",
+              "Connection refused", "failed to connect", "Socket closed")
+
+
+def is_worker_loss(error) -> bool:
+    """Whether `error` is how tf.distribute reports a peer gone: the coordination service
+    misses its heartbeats (or the chief that runs it is gone) and aborts the collectives."""
+    import tensorflow as tf
+
+    return isinstance(error, (tf.errors.UnavailableError, tf.errors.AbortedError,
+                              tf.errors.CancelledError, tf.errors.DeadlineExceededError,
+                              tf.errors.InternalError)) and _loss_line(error) is not None
+
+
+def _loss_line(error):
+    """The line of `error`'s message that says what was lost, if one does."""
+    for line in str(error).splitlines():
+        if any(sign in line for sign in LOSS_SIGNS):
+            return line.strip()
+    return None
+
+
+@contextlib.contextmanager
+def worker_loss_stops_the_job(strategy_name, run_path):
+    """Turns tf.distribute's report of a lost peer into `WorkerLostError`, with what to do."""
+    try:
+        yield
+    except Exception as error:
+        if strategy_name != "multi_worker" or not is_worker_loss(error):
+            raise
+        raise WorkerLostError(
+            f"a worker of this multi-worker run was lost, so training stopped. TensorFlow says: "
+            f"{_loss_line(error)[:400]}\nStart every worker again with the same command: each "
+            f"resumes from the last epoch the run finished ({run_path}).") from None

@@ -20,11 +20,20 @@
 """
 
 import json
+import os
 from pathlib import Path
 
 from keras_transformer.config import TransformerConfig
 
 SPLITS = ("train", "validation", "test")
+
+
+def write_atomically(path, text):
+    """Writes `text` to `path` whole or not at all: a crash mid-write leaves the old file."""
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text)
+    os.replace(partial, path)
 
 
 class IncompatibleRunError(ValueError):
@@ -113,13 +122,13 @@ class RunDir:
         return float32_copy(keras.models.load_model(model_file or self.model_file, compile=False))
 
     def save_config(self, config: TransformerConfig):
-        self.config_file.write_text(config.to_json())
+        write_atomically(self.config_file, config.to_json())
 
     def load_config(self) -> TransformerConfig:
         return TransformerConfig.from_json(self.config_file.read_text())
 
     def save_settings(self, settings: dict):
-        self.settings_file.write_text(json.dumps(settings, indent=2, sort_keys=True))
+        write_atomically(self.settings_file, json.dumps(settings, indent=2, sort_keys=True))
 
     def load_settings(self) -> dict:
         return json.loads(self.settings_file.read_text())
@@ -150,4 +159,4 @@ class RunDir:
         return json.loads(self.status_file.read_text())["epochs"]
 
     def mark_finished(self, epochs: int):
-        self.status_file.write_text(json.dumps({"epochs": epochs}))
+        write_atomically(self.status_file, json.dumps({"epochs": epochs}))

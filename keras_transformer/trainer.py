@@ -10,6 +10,9 @@ import csv
 import dataclasses
 import json
 import math
+import os
+import shutil
+import sys
 import time
 import warnings
 
@@ -18,12 +21,13 @@ import keras
 from keras_transformer import callbacks as job_callbacks
 from keras_transformer.config import MIXED_PRECISION, preset
 from keras_transformer.distribution import (
-    STRATEGIES, batch_count, distribution_strategy, is_chief, support_multi_worker, worker_count,
-    worker_directory)
+    STRATEGIES, WorkerAgreement, batch_count, data_parallel_devices, distribution_strategy,
+    is_chief, process_share, support_multi_worker, worker_count, worker_directory,
+    worker_loss_stops_the_job)
 from keras_transformer.model import build_transformer
 from keras_transformer.precision import PRECISIONS, resolve_precision
 from keras_transformer.recipes import recipe
-from keras_transformer.run_dir import SPLITS, RunDir
+from keras_transformer.run_dir import SPLITS, RunDir, write_atomically
 from keras_transformer.training import TransformerSchedule, compile_transformer
 
 __all__ = ["STRATEGIES", "PRECISIONS", "MIXED_PRECISION", "KEEP_BEST", "TrainSettings", "train"]
@@ -114,22 +118,29 @@ class TrainSettings:
 
 def prepare_data(settings, run, log):
     """The run's cleaned splits (data/{train,validation,test}.tsv) and their sizes, plus a sample of
-    the training pairs to learn the vocabulary from (None when resuming: the files exist)."""
+    the training pairs to learn the vocabulary from (None when resuming: the files exist).
+    The splits are written beside data/ and moved there once all are whole."""
     from pipelines import corpus, default_data, readers
 
     files = {split: run.split_file(split) for split in SPLITS}
     if all(path.exists() for path in files.values()):
         return {split: readers.count_lines(path) for split, path in files.items()}, None
+    staging = run.path / ".data.partial"
+    shutil.rmtree(staging, ignore_errors=True)
     if settings.data == "default":
         splits = default_data.default_splits(seed=settings.seed)
-        default_data.write_splits(splits, run.data)
+        default_data.write_splits(splits, staging)
         log(f"data: the embedded English -> Spanish dataset (seed {settings.seed})")
-        return {split: len(pairs) for split, pairs in splits.items()}, splits["train"]
-    prepared = corpus.prepare_corpus(
-        settings.data, run.data, validation=settings.validation_data, test=settings.test_data,
-        seed=settings.seed, sample_size=settings.vocab_sample,
-        max_bad_fraction=settings.max_bad_fraction, log=log)
-    return prepared.sizes, prepared.sample
+        sizes, sample = {split: len(pairs) for split, pairs in splits.items()}, splits["train"]
+    else:
+        prepared = corpus.prepare_corpus(
+            settings.data, staging, validation=settings.validation_data, test=settings.test_data,
+            seed=settings.seed, sample_size=settings.vocab_sample,
+            max_bad_fraction=settings.max_bad_fraction, log=log)
+        sizes, sample = prepared.sizes, prepared.sample
+    shutil.rmtree(run.data, ignore_errors=True)  # what a crash left half-written
+    os.replace(staging, run.data)
+    return sizes, sample
 
 
 def load_tokenizers(settings, run, sample, log):
@@ -180,6 +191,7 @@ class Job:
     settings: TrainSettings
     run: RunDir
     strategy: object
+    agreement: WorkerAgreement
     sizes: dict
     text_path: object
     config: object
@@ -219,7 +231,8 @@ def set_up(settings, out, log) -> Job:
         if truncated:
             log(f"  {truncated / len(sample):.1%} of the training pairs are longer than "
                 f"max_length={config.max_length} pieces and will be truncated")
-    return Job(settings, run, strategy, sizes, text_path, config, began)
+    agreement = WorkerAgreement.for_strategy(settings.strategy, strategy)
+    return Job(settings, run, strategy, agreement, sizes, text_path, config, began)
 
 
 def is_finished(job) -> bool:
@@ -236,13 +249,16 @@ def fit(job, verbose, log) -> dict:
     settings, run, strategy, config = job.settings, job.run, job.strategy, job.config
 
     def dataset(split, training):
-        # XLA compiles once per batch shape: pad to a few fixed shapes, drop ragged remainders
-        fixed = settings.jit_compile
+        # XLA compiles once per batch shape (JAX always compiles the step): pad to a few fixed
+        # shapes, drop ragged remainders
+        fixed = settings.jit_compile or keras.backend.backend() == "jax"
         data = batching.make_dataset(
             run.split_file(split), job.text_path, batch_tokens=settings.batch_tokens,
             shuffle=training, seed=settings.seed, pad_to_bucket=fixed,
             drop_remainder=fixed and training, cache=job.sizes[split] <= CACHED_PAIRS,
-            shuffle_buffer=min(job.sizes[split], batching.STREAM_SHUFFLE_BUFFER) or None)
+            shuffle_buffer=min(job.sizes[split], batching.STREAM_SHUFFLE_BUFFER) or None,
+            batch_multiple=data_parallel_devices(),  # data_parallel splits batches evenly
+            process_share=process_share())
         # with a fixed number of steps per epoch, epochs may end anywhere in the data
         return data.repeat() if training and settings.steps_per_epoch else data
 
@@ -254,8 +270,10 @@ def fit(job, verbose, log) -> dict:
                             jit_compile=settings.jit_compile, schedule=schedule)
         if settings.strategy == "multi_worker":
             support_multi_worker(model, strategy)
+    replicas = (data_parallel_devices() if settings.strategy == "data_parallel"
+                else strategy.num_replicas_in_sync)
     log(f"model: {settings.preset}, {model.count_params():,} parameters; "
-        f"strategy {settings.strategy} ({strategy.num_replicas_in_sync} replicas)")
+        f"strategy {settings.strategy} ({replicas} replicas)")
     train_data = dataset("train", training=True)
     validation_data = dataset("validation", training=False)
     steps_per_epoch, validation_steps = settings.steps_per_epoch, None
@@ -270,7 +288,10 @@ def fit(job, verbose, log) -> dict:
         validation_data = validation_data.repeat()
 
     budget = job_callbacks.TimeBudget(
-        None if settings.max_minutes is None else 60 * settings.max_minutes, run.progress)
+        None if settings.max_minutes is None else 60 * settings.max_minutes, run.progress,
+        job.agreement)
+    if verbose == "auto":  # a bar redrawn at each step suits a terminal; a log gets a line an epoch
+        verbose = 1 if sys.stdout.isatty() else 2
     began = time.perf_counter()
     with warnings.catch_warnings():
         # Keras warns at the end of every pass over data whose length tf.data cannot tell in
@@ -304,15 +325,13 @@ def callbacks(job, budget, schedule, log):
     found = []
     if settings.bleu_sentences:
         found.append(job_callbacks.ValidationQuality(
-            job.text_path, *validation_pairs(run, settings.bleu_sentences)))
+            job.text_path, *validation_pairs(run, settings.bleu_sentences),
+            agreement=job.agreement))
     elif monitor == "val_bleu":
         raise ValueError("keep_best=val_bleu needs bleu_sentences > 0")
     found += [job_callbacks.FirstStepTime(job.began, log), budget]
-    if budget.seconds and settings.cooldown:
-        if settings.strategy == "multi_worker":  # each worker's clock would set its own rate
-            log("no learning-rate cooldown with --strategy multi_worker")
-        else:
-            found.append(job_callbacks.BudgetCooldown(schedule, budget, settings.cooldown))
+    if budget.seconds and settings.cooldown:  # from the budget's clock: the chief's, if several
+        found.append(job_callbacks.BudgetCooldown(schedule, budget, settings.cooldown))
     elif settings.cooldown:  # no budget: over the last part of the epochs, counted in steps
         found.append(job_callbacks.EpochCooldown(schedule, settings.epochs, settings.cooldown))
     found += [
@@ -383,7 +402,7 @@ def tune_alpha(job, log) -> dict:
     model = run.load_model()
     began = time.perf_counter()
     choice = choose_alpha(Translator(model, job.text_path), sources, references)
-    run.decoding_file.write_text(json.dumps(choice, indent=2))
+    write_atomically(run.decoding_file, json.dumps(choice, indent=2))
     tried = ", ".join(f"{alpha} {bleu:.2f}" for alpha, bleu in choice["validation_bleu"].items())
     log(f"beam {choice['beam_size']} on {len(sources)} validation sentences, BLEU by alpha: {tried} "
         f"(greedy {choice['greedy_validation_bleu']:.2f}; {time.perf_counter() - began:.0f} s): "
@@ -393,15 +412,26 @@ def tune_alpha(job, log) -> dict:
 
 
 def train(settings: TrainSettings, out, examples=5, verbose="auto", log=print):
-    """Train (or resume, or just report on) the run in `out`; returns the report as a dict."""
+    """Train (or resume, or just report on) the run in `out`; returns the report as a dict.
+    Under multi-worker training the chief reports; every worker returns when it has, and all
+    raise `distribution.WorkerLostError` if one of them is lost."""
     job = set_up(settings, out, log)
     result = {"run_dir": str(job.run.path), "epochs": job.settings.epochs}
-    if is_finished(job):
-        log(f"{job.run.path} already finished {job.run.finished_epochs()} epochs; reporting on "
-            "its best model")
-    else:
-        result.update(fit(job, verbose, log))
-    result.update(report(job, examples, log))
-    if job.settings.tune_alpha and not job.run.decoding_file.exists():
-        result.update(tune_alpha(job, log))
+    with worker_loss_stops_the_job(job.settings.strategy, out):
+        # the chief's word: a worker stopped between the two marks must not train alone
+        if job.agreement.from_chief([is_finished(job)])[0]:
+            log(f"{job.run.path} already finished {job.run.finished_epochs()} epochs; reporting "
+                "on its best model")
+        else:
+            result.update(fit(job, verbose, log))
+        if job.settings.strategy == "data_parallel":  # the report runs on this process alone
+            keras.distribution.set_distribution(None)
+        if job.agreement.chief:
+            result.update(report(job, examples, log))
+            if job.settings.tune_alpha and not job.run.decoding_file.exists():
+                result.update(tune_alpha(job, log))
+        else:
+            log(f"trained in step with the chief, which writes and reports the run {out}")
+        # every worker ends together: one that left first would read as lost to the others
+        job.agreement.barrier()
     return result

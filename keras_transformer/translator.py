@@ -5,6 +5,7 @@ TensorFlow-only (the tokenizers are tensorflow-text ops); imported where it is u
 
 from pathlib import Path
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -14,13 +15,22 @@ from pipelines.normalization import utf8
 
 
 
+def _between_tf_tensors(function):
+    """`function` of backend arrays, called on tf.Tensors and returning tf.Tensors: the search
+    on a backend other than TensorFlow, between the tensorflow-text tokenizers."""
+    def call(*args):
+        outputs = function(*(np.asarray(arg) for arg in args))
+        return tf.nest.map_structure(lambda x: tf.convert_to_tensor(np.asarray(x)), outputs)
+    return call
+
+
 class Translator:
     """Translates lists of sentences with a trained model and its `TextPath`.
 
     Sources are normalized, tokenized, framed as [START] pieces [END] and truncated to
     `max_length` tokens, as in training; outputs stop at [END] or after `max_length` tokens.
     A source with no piece (empty, or spaces) gives "". Each search is traced once as a
-    `tf.function` over (B, S) int32 ids (optionally XLA-compiled).
+    `tf.function` over (B, S) int32 ids (optionally XLA-compiled); on JAX, it runs as it is.
     """
 
     def __init__(self, model, text_path, jit_compile=False):
@@ -60,8 +70,11 @@ class Translator:
                 def decode(source):
                     return search_function(self.parts, source, self.max_length, **options)
                 signature = [tf.TensorSpec([None, None], tf.int32)]
-            self._traced[key] = tf.function(decode, input_signature=signature,
-                                            jit_compile=self.jit_compile, autograph=False)
+            if keras.backend.backend() == "tensorflow":
+                self._traced[key] = tf.function(decode, input_signature=signature,
+                                                jit_compile=self.jit_compile, autograph=False)
+            else:  # JAX: the keras.ops search as it is (its while loop is compiled per shape)
+                self._traced[key] = _between_tf_tensors(decode)
         traced = self._traced[key]
         if search == "beam":
             return lambda source: traced(source, tf.constant(alpha, tf.float32))

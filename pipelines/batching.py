@@ -50,7 +50,8 @@ def count_truncated(pairs, text_path) -> int:
 def make_dataset(data, text_path, *, batch_tokens: int, shuffle: bool, seed: int,
                  bucketing: bool = True, bucket_width: int = 4, pad_to_bucket: bool = False,
                  drop_remainder: bool = False, cache: bool | None = None,
-                 shuffle_buffer: int | None = None) -> tf.data.Dataset:
+                 shuffle_buffer: int | None = None, batch_multiple: int = 1,
+                 process_share: tuple[int, int] | None = None) -> tf.data.Dataset:
     """A dataset of `((source, target_in), target_out)` batches, each (B, None) int32 padded with 0.
 
     Args:
@@ -69,6 +70,12 @@ def make_dataset(data, text_path, *, batch_tokens: int, shuffle: bool, seed: int
             buffer of `shuffle_buffer` (default STREAM_SHUFFLE_BUFFER) before tokenizing, and
             memory stays bounded whatever the corpus size.
         shuffle_buffer: sentences shuffled together (default: all of a cached dataset).
+        batch_multiple: every batch gets a multiple of this many rows, the extra ones all [PAD]
+            (which the masked loss and metrics ignore): what splitting each batch evenly
+            across devices needs (`--strategy data_parallel`).
+        process_share: (index, count): keep process `index`'s rows of each batch, the
+            index-th of `count` equal slices (a multiple of `count` rows is needed): what each
+            process of a multi-process JAX run feeds, every process reading the same batches.
     """
     max_length = text_path.max_length
     if batch_tokens < max_length:
@@ -101,7 +108,31 @@ def make_dataset(data, text_path, *, batch_tokens: int, shuffle: bool, seed: int
             pad_to_bucket_boundary=pad_to_bucket, drop_remainder=drop_remainder)
     else:
         dataset = dataset.padded_batch(batch_tokens // max_length, drop_remainder=drop_remainder)
+    if batch_multiple > 1:
+        dataset = dataset.map(lambda inputs, target_out: pad_rows_to_multiple(
+            (inputs, target_out), batch_multiple))
+    if process_share is not None:
+        dataset = dataset.map(lambda inputs, target_out: rows_of_process(
+            (inputs, target_out), *process_share))
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def rows_of_process(batch, index, count):
+    """Process `index`'s slice of `batch` (a nest of (B, ...) tensors, B a multiple of `count`)."""
+    rows = tf.shape(tf.nest.flatten(batch)[0])[0] // count
+    return tf.nest.map_structure(lambda ids: ids[index * rows:(index + 1) * rows], batch)
+
+
+def pad_rows_to_multiple(batch, multiple):
+    """`batch` (a nest of (B, ...) tensors) with all-[PAD] rows added up to a multiple of
+    `multiple` rows."""
+    rows = tf.shape(tf.nest.flatten(batch)[0])[0]
+    extra = (multiple - rows % multiple) % multiple
+
+    def pad(ids):
+        padding = [[0, extra]] + [[0, 0]] * (len(ids.shape) - 1)
+        return tf.pad(ids, padding, constant_values=PAD_ID)
+    return tf.nest.map_structure(pad, batch)
 
 
 def padding_fraction(dataset: tf.data.Dataset) -> float:

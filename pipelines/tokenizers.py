@@ -173,8 +173,12 @@ class SentencePieceTokenizer(tf.Module):
         return self._processor.piece_to_id(token)
 
     def save(self, path) -> None:
-        """Writes the SentencePiece model (the `sentencepiece` library and `spm_encode` read it too)."""
-        Path(path).write_bytes(self.model)
+        """Writes the SentencePiece model (the `sentencepiece` library and `spm_encode` read it too),
+        whole or not at all."""
+        path = Path(path)
+        partial = path.with_name(f".{path.name}.partial")
+        partial.write_bytes(self.model)
+        os.replace(partial, path)
 
     @classmethod
     def load(cls, path) -> "SentencePieceTokenizer":
