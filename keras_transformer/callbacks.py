@@ -1,12 +1,14 @@
 """Keras callbacks of the train job: a time budget and a learning-rate cooldown at its end,
-translation quality on the validation set, rolling checkpoints for averaging, and the time to the
-first step.
+translation quality on the validation set, the best model kept (replaced whole), rolling
+checkpoints for averaging, and the time to the first step.
 
 Each one does one thing during `model.fit`; the run directory's file names come from `RunDir`.
 """
 
 import json
+import os
 import time
+from pathlib import Path
 
 import keras
 
@@ -188,7 +190,7 @@ class EpochCooldown(keras.callbacks.Callback):
 class ValidationQuality(keras.callbacks.Callback):
     """At each epoch end, translates the validation sources (greedy, with the key/value cache) and
     adds `val_bleu` and `val_chrf` (sacrebleu) to the epoch's logs, for history.csv, TensorBoard,
-    ModelCheckpoint and EarlyStopping: put it before them in the callback list.
+    KeepBest and EarlyStopping: put it before them in the callback list.
 
     Under multi-worker training only the chief translates, and `agreement` sends its scores to
     the other workers, so all keep the same best model and stop early at the same epoch.
@@ -232,6 +234,22 @@ class ValidationQuality(keras.callbacks.Callback):
             self.scores() if self.agreement.chief else [0.0, 0.0])
         if logs is not None:
             logs["val_bleu"], logs["val_chrf"] = bleu, chrf
+
+
+class KeepBest(keras.callbacks.ModelCheckpoint):
+    """`ModelCheckpoint(save_best_only=True)` whose file is replaced whole: the model is saved
+    beside it, then renamed over it, so a crash mid-save leaves the previous best model."""
+
+    def __init__(self, filepath, **options):
+        self.final_path = Path(filepath)
+        super().__init__(str(self.final_path.with_name(f".partial.{self.final_path.name}")),
+                         save_best_only=True, **options)
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        partial = Path(self.filepath)
+        if partial.exists():
+            os.replace(partial, self.final_path)
 
 
 class RollingCheckpoints(keras.callbacks.Callback):

@@ -336,9 +336,8 @@ def callbacks(job, budget, schedule, log):
         found.append(job_callbacks.EpochCooldown(schedule, settings.epochs, settings.cooldown))
     found += [
         keras.callbacks.BackupAndRestore(str(run.backup), double_checkpoint=True),
-        keras.callbacks.ModelCheckpoint(str(run.best_model), monitor=monitor, mode=mode,
-                                        save_best_only=True,
-                                        initial_value_threshold=best_so_far(run, monitor)),
+        job_callbacks.KeepBest(run.best_model, monitor=monitor, mode=mode,
+                               initial_value_threshold=best_so_far(run, monitor)),
         keras.callbacks.CSVLogger(str(run.history), append=True),
         keras.callbacks.TensorBoard(str(run.logs)),
         keras.callbacks.TerminateOnNaN(),

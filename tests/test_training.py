@@ -1,5 +1,7 @@
 """Loss, metric and schedule of the paper, and model.fit on tiny data."""
 
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -227,3 +229,25 @@ def test_epoch_cooldown_counts_steps_over_bucketed_epochs_and_resumes_the_same(t
     first = run(model, schedule, 2)
     resumed = run(model, schedule, 4, initial_epoch=2)  # a new callback, as a new session has
     assert first + resumed == pytest.approx(whole)
+
+
+def test_keep_best_replaces_the_best_model_whole_or_not_at_all(tiny_model, tmp_path):
+    from keras_transformer.callbacks import KeepBest
+
+    best = tmp_path / "best.keras"
+    keep = KeepBest(best, monitor="val_loss", mode="min")
+    keep.set_model(tiny_model)
+    keep.on_epoch_end(0, {"val_loss": 2.0})
+    first = best.read_bytes()
+    keras.models.load_model(best, compile=False)  # a whole model file
+    keep.on_epoch_end(1, {"val_loss": 3.0})  # not better: left as it is
+    assert best.read_bytes() == first
+
+    def crash_mid_save(filepath, **options):
+        Path(filepath).write_bytes(b"the first half of a zip")
+        raise KeyboardInterrupt  # the process dies mid-write
+
+    tiny_model.save = crash_mid_save
+    with pytest.raises(KeyboardInterrupt):
+        keep.on_epoch_end(2, {"val_loss": 1.0})
+    assert best.read_bytes() == first  # the previous best model, whole
