@@ -28,8 +28,9 @@ def check_backend(name, backend):
 def distribution_strategy(name):
     """tf.distribute strategy by name: default (one device), mirrored (every local GPU, or
     the local CPU devices), multi_worker (machines described by TF_CONFIG). data_parallel
-    (JAX) sets `keras.distribution.DataParallel` over every local device, and trains under
-    the default tf.distribute strategy (tf.data only feeds it)."""
+    (JAX) sets `keras.distribution.DataParallel` over every device (of every process, when
+    KERAS_DISTRIBUTION_NUM_PROCESSES names several), and trains under the default
+    tf.distribute strategy (tf.data only feeds it)."""
     import tensorflow as tf
 
     check_backend(name, keras_backend())
