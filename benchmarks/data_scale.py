@@ -7,7 +7,14 @@ training step finished. The job is stopped a few seconds after that first step; 
 memory (VmHWM) is read just before. Targets (issue 14, 2 cores): first step <= 60 s at 1M pairs and
 <= 90 s at 5M, peak memory <= 2 GB at both.
 
+`--whole-job` runs the real-corpus recipe to its end instead, as `train --data` does it: training
+under a `--max-minutes` budget (epochs of `--steps-per-epoch` steps, validation BLEU at each epoch's
+end), the test split translated, beam search's alpha chosen. It reports the process's exact peak
+(ru_maxrss, from wait4) and the largest resident size seen in each phase (sampled every 0.25 s).
+Target (issue 23): <= 2,000 MiB at 1M and 5M pairs, flat in the corpus size.
+
     python benchmarks/data_scale.py --sizes 100000 1000000 5000000
+    python benchmarks/data_scale.py --whole-job --sizes 1000000 5000000
 """
 
 import argparse
@@ -94,6 +101,55 @@ def measure(tsv, out, args):
     return moments
 
 
+def resident_mb(pid):
+    """VmRSS of a running process, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+# The whole job's phases, each begun by the first log line that starts with its marker.
+PHASES = (("data and vocabularies", ""), ("training", "Epoch 1/"),
+          ("test translated", "trained in"), ("alpha chosen", "test ("))
+
+
+def measure_whole_job(tsv, out, args):
+    """Runs `train --data tsv` to its end; returns its exact peak and the peak seen in each phase
+    (MiB), and its duration (s)."""
+    command = [sys.executable, "-m", "keras_transformer", "train", "--data", str(tsv), "--out", str(out),
+               "--max-minutes", str(args.minutes), "--steps-per-epoch", str(args.steps_per_epoch),
+               "--examples", "0"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3",
+           "PYTHONPATH": str(ROOT)}
+    began = time.perf_counter()
+    job = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, errors="replace")
+    phase, peaks, lines = [PHASES[0][0]], {name: 0.0 for name, _ in PHASES}, []
+
+    def watch_memory():
+        while job.returncode is None:
+            try:
+                peaks[phase[0]] = max(peaks[phase[0]], resident_mb(job.pid))
+            except OSError:
+                return
+            time.sleep(0.25)
+
+    threading.Thread(target=watch_memory, daemon=True).start()
+    for line in job.stdout:
+        lines.append(line)
+        for name, marker in PHASES[1:]:
+            if line.startswith(marker) and list(peaks).index(name) > list(peaks).index(phase[0]):
+                phase[0] = name
+    _, status, usage = os.wait4(job.pid, 0)
+    job.returncode = os.waitstatus_to_exitcode(status)
+    if job.returncode != 0 or phase[0] != PHASES[-1][0]:
+        raise RuntimeError(f"the job ended with {job.returncode} in phase {phase[0]}:\n"
+                           + "".join(lines[-30:]))
+    return {"peak_mb": usage.ru_maxrss / 1024, "phases": peaks,
+            "seconds": time.perf_counter() - began}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000, 5_000_000])
@@ -102,7 +158,14 @@ def main(argv=None):
     parser.add_argument("--vocab-size", type=int, default=8000)
     parser.add_argument("--after-first-step", type=float, default=5.0)
     parser.add_argument("--workdir", default=None, help="where the TSVs go (default: a temporary folder)")
+    parser.add_argument("--whole-job", action="store_true",
+                        help="run the real-corpus recipe to its end (training, test, alpha); report its "
+                             "peak memory by phase (--preset and --vocab-size are then the recipe's)")
+    parser.add_argument("--minutes", type=float, default=2.0, help="--whole-job: the training budget")
+    parser.add_argument("--steps-per-epoch", type=int, default=100, help="--whole-job")
     args = parser.parse_args(argv)
+    if args.whole_job:
+        return main_whole_job(args)
 
     pairs, origin = base_pairs(args.corpus)
     print(f"pairs made from {origin} ({len(pairs):,} distinct pairs, repeated with a counter); "
@@ -129,6 +192,37 @@ def main(argv=None):
           "vocabularies: learning time alone")
     print("reproduce: python benchmarks/data_scale.py --sizes " + " ".join(map(str, args.sizes))
           + f" --preset {args.preset} --vocab-size {args.vocab_size}")
+
+
+
+def main_whole_job(args):
+    pairs, origin = base_pairs(args.corpus)
+    print(f"pairs made from {origin} ({len(pairs):,} distinct pairs, repeated with a counter); "
+          f"{os.cpu_count()} CPUs; train --data, its recipe, --max-minutes {args.minutes:g} "
+          f"--steps-per-epoch {args.steps_per_epoch}")
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        workdir = Path(args.workdir or scratch)
+        workdir.mkdir(parents=True, exist_ok=True)
+        for size in args.sizes:
+            tsv = workdir / f"pairs_{size}.tsv"
+            if not tsv.exists():
+                make_tsv(tsv, pairs, size)
+            result = measure_whole_job(tsv, Path(scratch) / f"whole_{size}", args)
+            rows.append((size, tsv.stat().st_size / 2 ** 20, result))
+            print(f"  {size:,} pairs: peak {result['peak_mb']:.0f} MiB, job {result['seconds']:.0f} s",
+                  flush=True)
+    print()
+    names = [name for name, _ in PHASES]
+    print("| pairs | TSV MB | peak MiB (whole job) | " + " | ".join(names) + " | job (s) |")
+    print("|---|---|---|" + "---|" * len(names) + "---|")
+    for size, megabytes, r in rows:
+        print(f"| {size:,} | {megabytes:.0f} | {r['peak_mb']:.0f} | "
+              + " | ".join(f"{r['phases'][name]:.0f}" for name in names) + f" | {r['seconds']:.0f} |")
+    print("\npeak: the process's maximum resident set (ru_maxrss); phases: the largest resident size "
+          "sampled in each (MiB)")
+    print("reproduce: python benchmarks/data_scale.py --whole-job --sizes " + " ".join(map(str, args.sizes))
+          + f" --minutes {args.minutes:g} --steps-per-epoch {args.steps_per_epoch}")
 
 
 if __name__ == "__main__":

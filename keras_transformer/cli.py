@@ -257,8 +257,9 @@ def add_search_arguments(command):
     command.add_argument("--top-k", type=int, default=None, help="(--search sample)")
     command.add_argument("--top-p", type=float, default=None, help="(--search sample)")
     command.add_argument("--seed", type=int, default=0, help="(--search sample)")
-    command.add_argument("--batch-size", type=int, default=64,
-                         help="sentences decoded together")
+    command.add_argument("--batch-size", type=int, default=None,
+                         help="sentences decoded together (default: 64 hypotheses' worth: 64 "
+                              "sentences greedily, 16 with beam 4)")
     command.add_argument("--jit-compile", action="store_true",
                          help="compile decoding with XLA (compiles once per input shape)")
     command.add_argument("--engine", choices=("keras", "ctranslate2"), default="keras",

@@ -130,12 +130,12 @@ class CTranslate2Translator:
         results = [None] * len(pieces)
         if wordful:
             translated = self.engine.translate_batch(
-                [pieces[i] for i in wordful], max_batch_size=batch_size, **settings)
+                [pieces[i] for i in wordful], max_batch_size=batch_size or 64, **settings)
             for i, result in zip(wordful, translated):
                 results[i] = result
         return results, alpha
 
-    def translate(self, sentences, search="greedy", batch_size=64, **options):
+    def translate(self, sentences, search="greedy", batch_size=None, **options):
         """list[str] -> list[str]; `options` as `Translator.translate` takes them."""
         results, alpha = self._decode(sentences, search, batch_size, options)
         texts = []
@@ -148,7 +148,7 @@ class CTranslate2Translator:
                 texts.append(detokenize_pieces(result.hypotheses[0]))
         return texts
 
-    def translate_nbest(self, sentences, n=BEAM_SIZE, batch_size=64, **options):
+    def translate_nbest(self, sentences, n=BEAM_SIZE, batch_size=None, **options):
         """Beam search's `n` best of each sentence: list[list[(score, text)]], best first, as
         `Translator.translate_nbest` (a sentence with no piece: n times (0.0, ""))."""
         options = {"beam_size": max(n, options.pop("beam_size", n)), **options}

@@ -13,6 +13,19 @@ from keras_transformer import decoding
 from keras_transformer.run_dir import RunDir
 from pipelines.normalization import utf8
 
+# Hypotheses decoded together by default: 64 sentences greedily, 64 // beam_size with beam search.
+# Beam search runs beam_size rows a sentence; at 64 sentences x 4 it decoded 300 IWSLT sentences
+# 2x slower on 2 CPU cores than at 16 x 4, and took 290 MiB more (docs/recipes.md).
+BATCH_ROWS = 64
+
+
+def sentences_per_batch(batch_size, search, beam_size=decoding.BEAM_SIZE):
+    """`batch_size` if given, else BATCH_ROWS hypotheses' worth of sentences."""
+    if batch_size is not None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        return batch_size
+    return max(1, BATCH_ROWS // beam_size) if search == "beam" else BATCH_ROWS
 
 
 def _between_tf_tensors(function):
@@ -85,8 +98,9 @@ class Translator:
         output = self._search(search, **options)(tf.convert_to_tensor(source_ids, tf.int32))
         return output[0][:, 0] if search == "beam" else output
 
-    def translate(self, sentences, search="greedy", batch_size=64, **options):
-        """list[str] -> list[str]. Sentences are batched by length to waste little on padding.
+    def translate(self, sentences, search="greedy", batch_size=None, **options):
+        """list[str] -> list[str]. Sentences are batched by length to waste little on padding,
+        `batch_size` at a time (default: BATCH_ROWS hypotheses' worth).
 
         `options`: beam_size and alpha for "beam"; temperature, top_k, top_p, seed for "sample";
         no_repeat_ngram for all three.
@@ -94,6 +108,8 @@ class Translator:
         sentences = list(sentences)
         if not sentences:
             return []
+        batch_size = sentences_per_batch(batch_size, search,
+                                         options.get("beam_size", decoding.BEAM_SIZE))
         lengths = self.text_path.source_lengths(_strings(sentences)).numpy()
         order = np.argsort(lengths, kind="stable")
         translations = [None] * len(sentences)
@@ -106,13 +122,14 @@ class Translator:
                 translations[i] = text.decode("utf-8")
         return translations
 
-    def translate_nbest(self, sentences, n=decoding.BEAM_SIZE, batch_size=64, **options):
+    def translate_nbest(self, sentences, n=decoding.BEAM_SIZE, batch_size=None, **options):
         """Beam search's `n` best hypotheses of each sentence: list[list[(score, text)]], best
         first; the score is the length-normalized log-probability. `options`: beam_size (at
         least n; default n), alpha, no_repeat_ngram."""
         options = {"beam_size": max(n, options.pop("beam_size", n)), **options}
         if not 1 <= n <= options["beam_size"]:
             raise ValueError(f"n-best must be between 1 and the beam size, got {n}")
+        batch_size = sentences_per_batch(batch_size, "beam", options["beam_size"])
         results = []
         for begin in range(0, len(sentences), batch_size):
             source = self.source_ids(list(sentences[begin:begin + batch_size]))

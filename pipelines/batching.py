@@ -22,17 +22,27 @@ _ENCODE_BATCH = 256  # sentences tokenized per call: ragged ops amortize far bet
 STREAM_SHUFFLE_BUFFER = 200_000  # lines shuffled before tokenizing when nothing is cached
 
 
-def text_pairs(data) -> tf.data.Dataset:
-    """(source, target) string pairs from a list of pairs, or from a cleaned TSV file (streamed)."""
+def text_pairs(data, shuffle_buffer=0, seed=None) -> tf.data.Dataset:
+    """(source, target) string pairs from a list of pairs, or from a cleaned TSV file (streamed).
+
+    `shuffle_buffer` > 0: pairs shuffled in a buffer of that many, reshuffled each pass. A file's
+    lines are shuffled before they are split: a line is one string where a pair is two, so the
+    buffer takes ~40% less memory for the same order of pairs."""
     if isinstance(data, (str, Path)):
         def split(line):
             fields = tf.strings.split(line, "\t", maxsplit=1)
             return fields[0], fields[-1]
-        return tf.data.TextLineDataset(str(data)).map(split, num_parallel_calls=tf.data.AUTOTUNE)
+        lines = tf.data.TextLineDataset(str(data))
+        if shuffle_buffer:
+            lines = lines.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        return lines.map(split, num_parallel_calls=tf.data.AUTOTUNE)
     if not data:
         raise ValueError("no pairs to make a dataset of")
     sources, targets = zip(*data)
-    return tf.data.Dataset.from_tensor_slices((list(sources), list(targets)))
+    pairs = tf.data.Dataset.from_tensor_slices((list(sources), list(targets)))
+    if shuffle_buffer:
+        pairs = pairs.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    return pairs
 
 
 def count_truncated(pairs, text_path) -> int:
@@ -82,10 +92,8 @@ def make_dataset(data, text_path, *, batch_tokens: int, shuffle: bool, seed: int
         raise ValueError(f"batch_tokens ({batch_tokens}) must be at least max_length ({max_length})")
     streamed = isinstance(data, (str, Path))
     cache = not streamed if cache is None else cache
-    pairs = text_pairs(data)
-    if shuffle and not cache:
-        pairs = pairs.shuffle(shuffle_buffer or STREAM_SHUFFLE_BUFFER, seed=seed,
-                              reshuffle_each_iteration=True)
+    pairs = text_pairs(data, (shuffle_buffer or STREAM_SHUFFLE_BUFFER) if shuffle and not cache
+                       else 0, seed)
     dataset = (pairs.batch(_ENCODE_BATCH)
                .map(text_path.training_example, num_parallel_calls=tf.data.AUTOTUNE,
                     deterministic=True)

@@ -159,6 +159,28 @@ def test_beam_and_sampling_from_the_command_line(trained_run, capsys):
     assert capsys.readouterr().out == sampled  # top-k 1 is greedy
 
 
+def test_translations_do_not_depend_on_the_batch(trained_run):
+    """The default batch (64 hypotheses' worth: 16 sentences with beam 4) translates as batches
+    of 1 and of every sentence at once do; the sources differ in length, so padding differs."""
+    from keras_transformer.translator import load_translator, sentences_per_batch
+    from pipelines.readers import load_pairs
+
+    run, _ = trained_run
+    translator = load_translator(run)
+    sources = [source for source, _ in load_pairs(RunDir(run).split_file("test"))[0][:20]]
+    assert sentences_per_batch(None, "beam", 4) == 16 and sentences_per_batch(None, "greedy") == 64
+    for search, options in (("greedy", {}), ("beam", {"beam_size": 4, "alpha": 1.0})):
+        default = translator.translate(sources, search, **options)
+        assert translator.translate(sources, search, batch_size=1, **options) == default
+        assert translator.translate(sources, search, batch_size=len(sources), **options) == default
+    nbest = translator.translate_nbest(sources[:6], 2, alpha=1.0)
+    assert [[text for _, text in pair] for pair in nbest] == [
+        [text for _, text in pair] for pair in translator.translate_nbest(sources[:6], 2, batch_size=6,
+                                                                          alpha=1.0)]
+    with pytest.raises(ValueError, match="at least 1"):
+        translator.translate(sources, batch_size=0)
+
+
 def test_translate_gives_one_line_per_input_line_whatever_the_bytes(trained_run, tmp_path):
     run, _ = trained_run
     lines = [b"The dog is big.", b"caf\xe9 \xff broken", b"", b"  ", b"The cat\xc2\xa0sleeps.\r",
