@@ -150,6 +150,22 @@ def measure_whole_job(tsv, out, args):
             "seconds": time.perf_counter() - began}
 
 
+def measured_sizes(args, measure_one, what):
+    """(pairs, TSV MiB, measure_one's result) for each of args.sizes, TSVs made as needed."""
+    pairs, origin = base_pairs(args.corpus)
+    print(f"pairs made from {origin} ({len(pairs):,} distinct pairs, repeated with a counter); "
+          f"{os.cpu_count()} CPUs{what}")
+    with tempfile.TemporaryDirectory() as scratch:
+        workdir = Path(args.workdir or scratch)
+        workdir.mkdir(parents=True, exist_ok=True)
+        for size in args.sizes:
+            tsv = workdir / f"pairs_{size}.tsv"
+            if not tsv.exists():
+                make_tsv(tsv, pairs, size)
+            result = measure_one(tsv, Path(scratch) / f"run_{size}", args)
+            yield size, tsv.stat().st_size / 2 ** 20, result
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000, 5_000_000])
@@ -167,21 +183,11 @@ def main(argv=None):
     if args.whole_job:
         return main_whole_job(args)
 
-    pairs, origin = base_pairs(args.corpus)
-    print(f"pairs made from {origin} ({len(pairs):,} distinct pairs, repeated with a counter); "
-          f"{os.cpu_count()} CPUs")
     rows = []
-    with tempfile.TemporaryDirectory() as scratch:
-        workdir = Path(args.workdir or scratch)
-        workdir.mkdir(parents=True, exist_ok=True)
-        for size in args.sizes:
-            tsv = workdir / f"pairs_{size}.tsv"
-            if not tsv.exists():
-                make_tsv(tsv, pairs, size)
-            moments = measure(tsv, Path(scratch) / f"run_{size}", args)
-            rows.append((size, tsv.stat().st_size / 2 ** 20, moments))
-            print(f"  {size:,} pairs: first step after {moments['first_step']:.1f} s, "
-                  f"peak {moments['peak_mb']:.0f} MB", flush=True)
+    for size, megabytes, moments in measured_sizes(args, measure, ""):
+        rows.append((size, megabytes, moments))
+        print(f"  {size:,} pairs: first step after {moments['first_step']:.1f} s, "
+              f"peak {moments['peak_mb']:.0f} MB", flush=True)
     print()
     print("| pairs | TSV MB | data read + written (s) | vocabularies learned (s) | first training step (s) | peak memory (MB) |")
     print("|---|---|---|---|---|---|")
@@ -194,24 +200,14 @@ def main(argv=None):
           + f" --preset {args.preset} --vocab-size {args.vocab_size}")
 
 
-
 def main_whole_job(args):
-    pairs, origin = base_pairs(args.corpus)
-    print(f"pairs made from {origin} ({len(pairs):,} distinct pairs, repeated with a counter); "
-          f"{os.cpu_count()} CPUs; train --data, its recipe, --max-minutes {args.minutes:g} "
-          f"--steps-per-epoch {args.steps_per_epoch}")
     rows = []
-    with tempfile.TemporaryDirectory() as scratch:
-        workdir = Path(args.workdir or scratch)
-        workdir.mkdir(parents=True, exist_ok=True)
-        for size in args.sizes:
-            tsv = workdir / f"pairs_{size}.tsv"
-            if not tsv.exists():
-                make_tsv(tsv, pairs, size)
-            result = measure_whole_job(tsv, Path(scratch) / f"whole_{size}", args)
-            rows.append((size, tsv.stat().st_size / 2 ** 20, result))
-            print(f"  {size:,} pairs: peak {result['peak_mb']:.0f} MiB, job {result['seconds']:.0f} s",
-                  flush=True)
+    for size, megabytes, result in measured_sizes(
+            args, measure_whole_job, f"; train --data, its recipe, --max-minutes {args.minutes:g} "
+                                     f"--steps-per-epoch {args.steps_per_epoch}"):
+        rows.append((size, megabytes, result))
+        print(f"  {size:,} pairs: peak {result['peak_mb']:.0f} MiB, job {result['seconds']:.0f} s",
+              flush=True)
     print()
     names = [name for name, _ in PHASES]
     print("| pairs | TSV MB | peak MiB (whole job) | " + " | ".join(names) + " | job (s) |")
