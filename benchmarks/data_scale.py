@@ -49,10 +49,11 @@ def base_pairs(corpus):
     return generate_pairs(20000, seed=0), "the embedded grammar"
 
 
-def peak_memory_mb(pid):
-    """VmHWM (peak resident set) of a running process, in MB."""
+def status_mb(pid, field="VmHWM"):
+    """A memory field of a running process's /proc status, in MiB: VmHWM (its peak resident set)
+    or VmRSS (now)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -73,7 +74,7 @@ def measure(tsv, out, args):
     def watch_memory():
         while job.poll() is None:
             try:
-                peak[0] = max(peak[0], peak_memory_mb(job.pid))
+                peak[0] = max(peak[0], status_mb(job.pid))
             except OSError:
                 return
             time.sleep(0.5)
@@ -91,7 +92,7 @@ def measure(tsv, out, args):
         elif line.startswith("first training step done"):
             moments["first_step"] = now
             time.sleep(args.after_first_step)  # a few more steps: memory in the steady state
-            peak[0] = max(peak[0], peak_memory_mb(job.pid))
+            peak[0] = max(peak[0], status_mb(job.pid))
             job.kill()
             break
     job.wait()
@@ -99,14 +100,6 @@ def measure(tsv, out, args):
         raise RuntimeError("the job ended before its first step:\n" + "".join(lines[-30:]))
     moments["peak_mb"] = peak[0]
     return moments
-
-
-def resident_mb(pid):
-    """VmRSS of a running process, in MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 # The whole job's phases, each begun by the first log line that starts with its marker.
@@ -130,7 +123,7 @@ def measure_whole_job(tsv, out, args):
     def watch_memory():
         while job.returncode is None:
             try:
-                peaks[phase[0]] = max(peaks[phase[0]], resident_mb(job.pid))
+                peaks[phase[0]] = max(peaks[phase[0]], status_mb(job.pid, "VmRSS"))
             except OSError:
                 return
             time.sleep(0.25)
