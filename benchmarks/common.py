@@ -83,6 +83,36 @@ def build_ours(config):
     return build_transformer(config, name="ours")
 
 
+def rbg_dropout_call(self, inputs, training=False):
+    """keras.layers.Dropout.call with its mask's bits from XLA's RngBitGenerator (jax's `rbg`
+    key: Philox on CPU and GPU) instead of Threefry; one Threefry hash of the layer's seed makes
+    the rbg key. Same rate (exact to 2^-32), same 1 / (1 - rate) scale. JAX backend only."""
+    import jax
+    import jax.numpy as jnp
+
+    if not training or self.rate == 0.0:
+        return inputs
+    philox_state = jax.random.bits(self.seed_generator.next(), (4,), jnp.uint32)
+    bits = jax.random.bits(jax.random.wrap_key_data(philox_state, impl="rbg"), inputs.shape,
+                           jnp.uint32)
+    kept = bits >= np.uint32(min(round(self.rate * 2 ** 32), 2 ** 32 - 1))
+    scale = jnp.asarray(1.0 / (1.0 - self.rate), inputs.dtype)
+    return jnp.where(kept, inputs * scale, jnp.zeros((), inputs.dtype))
+
+
+def build_ours_rbg_dropout(config):
+    """Ours with every Dropout drawing its bits from XLA's generator (`rbg_dropout_call`)."""
+
+    class RbgDropout(keras.layers.Dropout):
+        call = rbg_dropout_call
+
+    model = build_ours(config)
+    for layer in model._flatten_layers():
+        if type(layer) is keras.layers.Dropout:
+            layer.__class__ = RbgDropout
+    return model
+
+
 def build_hub(config, name="keras_hub"):
     """A keras-hub model of identical shape to `build_transformer(config)`.
 

@@ -14,7 +14,8 @@ Sections, in order:
            plus candidates for ours (--candidates), each timed as a whole step: the former
            float32 output projection and log-softmax loss (what the fused loss replaced), no
            dropout on the attention weights (training then attends by the fused kernel,
-           cuDNN flash attention), dropout 0 (see CANDIDATES)
+           cuDNN flash attention), dropout 0, dropout bits from XLA's rbg generator instead of
+           Threefry (see CANDIDATES)
   profile  ours, base: forward+loss, forward+backward, the whole step, the optimizer alone,
            the output projection + loss alone (the former f32 form; ours: bf16 logits and
            the fused chunked loss; bf16 logits cast to f32 + logsumexp loss), the
@@ -86,7 +87,8 @@ def parse_args(argv=None):
     parser.add_argument("--decode-length", type=int, default=128)
     parser.add_argument("--source-length", type=int, default=32, help="decode source length")
     parser.add_argument("--sections", default="matmul,base,profile,decode,big,trace")
-    parser.add_argument("--candidates", default="f32_logits,attention_dropout0,no_dropout",
+    parser.add_argument("--candidates",
+                        default="f32_logits,attention_dropout0,no_dropout,rbg_dropout",
                         help="changes to ours timed as whole base steps; parts joined with +: "
                              + ", ".join(CANDIDATES))
     parser.add_argument("--decode-rounds", type=int, default=5)
@@ -314,6 +316,8 @@ CANDIDATES = {
     "f32_logits": "the former f32 output projection and f32 log-softmax loss (before the fused loss)",
     "attention_dropout0": "no dropout on the attention weights: training attends by the fused kernel",
     "no_dropout": "dropout 0 (what dropout and its random bits cost; fused attention too)",
+    "rbg_dropout": "dropout bits from XLA's RngBitGenerator (jax's rbg key) instead of Keras's "
+                   "Threefry (common.rbg_dropout_call)",
 }
 
 
@@ -335,21 +339,27 @@ def build_candidate(config, candidate):
     return model, parts
 
 
-class patched_logits:
-    """Swap PositionalEmbedding.logits for f32_logits while tracing (when `active`)."""
+class patched_candidate:
+    """While tracing a candidate: PositionalEmbedding.logits swapped for f32_logits
+    ('f32_logits' in `parts`), Keras's Dropout.call for common.rbg_dropout_call ('rbg_dropout')."""
 
-    def __init__(self, active):
-        self.active = active
+    def __init__(self, parts):
+        self.parts = parts
 
     def __enter__(self):
         from keras_transformer.layers import positional
-        self.cls = positional.PositionalEmbedding
-        self.original = self.cls.logits
-        if self.active:
-            self.cls.logits = f32_logits
+        self.swaps = []
+        if "f32_logits" in self.parts:
+            self.swaps.append((positional.PositionalEmbedding, "logits", f32_logits))
+        if "rbg_dropout" in self.parts:
+            self.swaps.append((keras.layers.Dropout, "call", common.rbg_dropout_call))
+        self.originals = [(cls, name, cls.__dict__[name]) for cls, name, _ in self.swaps]
+        for cls, name, replacement in self.swaps:
+            setattr(cls, name, replacement)
 
     def __exit__(self, *exc):
-        self.cls.logits = self.original
+        for cls, name, original in self.originals:
+            setattr(cls, name, original)
 
 
 def train_section(name, preset_name, batch, args, budget, results, candidates=(),
@@ -396,7 +406,7 @@ def train_section(name, preset_name, batch, args, budget, results, candidates=()
                 matmul_parameters=int(common.matmul_parameter_count(model, config)),
                 build_s=time.perf_counter() - start)
             states[key] = model_state(model)
-            with patched_logits("f32_logits" in parts):
+            with patched_candidate(parts):
                 lower(lowered, section["errors"], key, step, states[key], batches[0])
         except Exception as error:  # noqa: BLE001
             section["errors"][key] = repr(error)[:300]

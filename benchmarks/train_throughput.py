@@ -42,7 +42,9 @@ def parse_args(argv=None):
     parser.add_argument("--mixed-precision", choices=["bfloat16", "float16"], default=None)
     parser.add_argument("--jit", action="store_true", help="only XLA (jit_compile=True) variants")
     parser.add_argument("--no-jit", action="store_true", help="only non-XLA variants")
-    parser.add_argument("--models", default="ours,keras_hub", help="comma list: ours, keras_hub")
+    parser.add_argument("--models", default="ours,keras_hub",
+                        help="comma list: ours, keras_hub, ours_rbg_dropout (ours with dropout "
+                             "bits from XLA's rbg generator instead of Threefry; JAX only)")
     parser.add_argument("--matmul-size", type=int, default=2048, help="reference matmul n (n^3)")
     parser.add_argument("--peak-tflops", type=float, default=None,
                         help="device peak for MFU (e.g. 989 = H200 dense bf16)")
@@ -65,7 +67,8 @@ def main(argv=None):
     model_names = [m.strip() for m in args.models.split(",") if m.strip()]
 
     config = common.our_config(args.preset, args.vocab_size, args.length, args.dropout)
-    builders = {"ours": common.build_ours, "keras_hub": common.build_hub}
+    builders = {"ours": common.build_ours, "keras_hub": common.build_hub,
+                "ours_rbg_dropout": common.build_ours_rbg_dropout}
     print(common.machine_line())
     print(f"preset {args.preset}: layers {config.num_layers}, d_model {config.d_model}, "
           f"heads {config.num_heads}, d_ff {config.d_ff}, dropout {config.dropout}, "
@@ -85,7 +88,7 @@ def main(argv=None):
             params[name] = (model.count_params(), common.matmul_parameter_count(model, config))
             variants[key] = model
     for name, (total, matmul) in params.items():
-        print(f"{name:<10} parameters {total:,} (in matmuls {matmul:,})")
+        print(f"{name:<18} parameters {total:,} (in matmuls {matmul:,})")
     if len({total for total, _ in params.values()}) > 1:
         print("WARNING: the parameter counts differ; the comparison is not like for like")
 
@@ -136,7 +139,7 @@ def main(argv=None):
     print(f"{args.rounds} rounds x {args.steps} steps per variant, {timed_seconds:.0f} s timed; "
           f"{tokens_per_step:,.0f} non-padding target tokens per step\n")
 
-    header = (f"{'model':<10} {'XLA':<4} {'ms/step':>8} {'spread':>7} {'CPU ms':>8} {'spread':>7} "
+    header = (f"{'model':<18} {'XLA':<4} {'ms/step':>8} {'spread':>7} {'CPU ms':>8} {'spread':>7} "
               f"{'tokens/s':>9} {'GFLOP/s':>8} {'vs matmul':>9}")
     if args.peak_tflops:
         header += f" {'MFU':>6}"
@@ -146,7 +149,7 @@ def main(argv=None):
         seconds = statistics.median(values)
         rate = flops_per_step / seconds
         cpu_values = step_cpu[(name, jit)]
-        line = (f"{name:<10} {'yes' if jit else 'no':<4} {seconds * 1e3:>8.1f} {spread(values):>7.0%} "
+        line = (f"{name:<18} {'yes' if jit else 'no':<4} {seconds * 1e3:>8.1f} {spread(values):>7.0%} "
                 f"{statistics.median(cpu_values) * 1e3:>8.1f} {spread(cpu_values):>7.0%} "
                 f"{tokens_per_step / seconds:>9,.0f} {rate / 1e9:>8.1f} {rate / matmul_rate:>9.1%}")
         if args.peak_tflops:
@@ -162,8 +165,10 @@ def main(argv=None):
                 f"{paired_ratio(step_cpu[a], step_cpu[b]):.2f} CPU")
 
     for jit in jit_options:
-        if ("ours", jit) in step_seconds and ("keras_hub", jit) in step_seconds:
-            print(f"  ours / keras_hub, XLA {'on ' if jit else 'off'}: {ratio(('ours', jit), ('keras_hub', jit))}")
+        for other in ("keras_hub", "ours_rbg_dropout"):
+            if ("ours", jit) in step_seconds and (other, jit) in step_seconds:
+                print(f"  ours / {other}, XLA {'on ' if jit else 'off'}: "
+                      f"{ratio(('ours', jit), (other, jit))}")
     if len(jit_options) == 2:
         for name in model_names:
             print(f"  {name}: no-XLA / XLA: {ratio((name, False), (name, True))}")
