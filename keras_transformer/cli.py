@@ -390,6 +390,9 @@ def build_parser():
                          help="compute the layers in 16-bit floats (weights, logits and loss "
                               "stay float32); auto: bfloat16 on GPUs and CPUs that compute it "
                               f"natively, else float32 ({from_recipe('mixed_precision')})")
+    command.add_argument("--intra-op-threads", type=int, default=None,
+                         help="TensorFlow's threads within one op, 0: its default, one per core "
+                              f"({from_recipe('intra_op_threads')})")
     command.add_argument("--strategy", choices=STRATEGIES, default=defaults.strategy,
                          help="tf.distribute: mirrored = every local GPU (or CPU device); "
                               "multi_worker = the machines in TF_CONFIG (run the same "

@@ -58,6 +58,8 @@ class TrainSettings:
     `mixed_precision`: a `precision.PRECISIONS` name; "auto" is bfloat16 where it is native.
     `tune_alpha`: after training, choose beam search's length penalty on the validation
     sentences (`beam_alpha`) and store it in the run.
+    `intra_op_threads`: TensorFlow's threads within one op (0: its default, one per core);
+    process-wide, so it takes effect only where the job is the first TensorFlow work.
     """
 
     data: str = "default"
@@ -86,11 +88,12 @@ class TrainSettings:
     cooldown: float | None = None
     jit_compile: bool = False
     mixed_precision: str | None = None
+    intra_op_threads: int | None = None
     strategy: str = "default"
 
     # fields that may change when a run is resumed
     FREE = ("epochs", "max_minutes", "cooldown", "early_stopping", "average_last", "tune_alpha",
-            "jit_compile", "strategy")
+            "jit_compile", "intra_op_threads", "strategy")
 
     def resolved(self) -> "TrainSettings":
         """These settings with every None taken from the data's recipe, and, when the preset is
@@ -104,6 +107,8 @@ class TrainSettings:
         values["overrides"] = {**recipe_model, **self.overrides}
         if values["steps_per_epoch"] == 0:  # asked for explicitly: an epoch is a pass over the data
             values["steps_per_epoch"] = None
+        if values["intra_op_threads"] < 0:
+            raise ValueError(f"intra_op_threads must be 0 or more, got {values['intra_op_threads']}")
         if values["keep_best"] not in KEEP_BEST:
             raise ValueError(f"keep_best must be one of {sorted(KEEP_BEST)}, got {values['keep_best']!r}")
         return TrainSettings(**values)
@@ -198,6 +203,25 @@ class Job:
     began: float
 
 
+def set_intra_op_threads(threads) -> str:
+    """Sets TensorFlow's threads within one op (0: leave its default); returns a line for the
+    log, empty when there is nothing to say. On 2 cores the embedded recipe's small ops run ~10%
+    faster one thread each, the pool's threads running independent ops side by side
+    (docs/recipes.md)."""
+    if not threads or keras.backend.backend() != "tensorflow":
+        return ""
+    import tensorflow as tf
+
+    if tf.config.threading.get_intra_op_parallelism_threads() == threads:
+        return f"threads: {threads} per op"
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+    except RuntimeError:  # the runtime already started in this process (a notebook, a test)
+        return (f"threads: TensorFlow already started in this process; {threads} per op not set "
+                "(a fresh process takes it)")
+    return f"threads: {threads} per op"
+
+
 def set_up(settings, out, log) -> Job:
     """Resolves the settings, checks the run directory, prepares data and tokenizers."""
     from pipelines import batching
@@ -205,7 +229,8 @@ def set_up(settings, out, log) -> Job:
 
     began = time.perf_counter()
     settings = settings.resolved()
-    # first, before any TensorFlow op: multi-worker collectives are configured at startup
+    # first, before any TensorFlow op: threads and multi-worker collectives are set at startup
+    threads_note = set_intra_op_threads(settings.intra_op_threads)
     strategy = distribution_strategy(settings.strategy)
     run = RunDir(out if is_chief(settings.strategy) else worker_directory(out))
     run.check_compatible(settings.identity())
@@ -215,6 +240,8 @@ def set_up(settings, out, log) -> Job:
     policy, why = resolve_precision(settings.mixed_precision)
     keras.config.set_dtype_policy(policy)
     log(f"precision: {policy} ({settings.mixed_precision or 'float32'}: {why})")
+    if threads_note:
+        log(threads_note)
 
     sizes, sample = prepare_data(settings, run, log)
     source_tokenizer, target_tokenizer = load_tokenizers(settings, run, sample, log)

@@ -54,6 +54,32 @@ def test_settings_left_out_come_from_the_datas_recipe():
     assert TrainSettings(preset="base").resolved().overrides == {}
 
 
+THREADS_SCRIPT = r"""
+import sys
+import tensorflow as tf
+from keras_transformer.trainer import set_intra_op_threads
+assert tf.config.threading.get_intra_op_parallelism_threads() == 0
+print(set_intra_op_threads(int(sys.argv[1])))
+print(tf.config.threading.get_intra_op_parallelism_threads(), float(tf.reduce_sum(tf.ones(3))))
+print(set_intra_op_threads(int(sys.argv[1]) + 1))  # the runtime now runs: set no more
+"""
+
+
+def test_intra_op_threads_come_from_the_recipe_and_are_set_before_the_first_op():
+    assert TrainSettings().resolved().intra_op_threads == EMBEDDED["intra_op_threads"] == 1
+    assert TrainSettings(data="x.tsv").resolved().intra_op_threads == 0  # TensorFlow's default
+    assert TrainSettings(intra_op_threads=2).resolved().intra_op_threads == 2
+    with pytest.raises(ValueError, match="intra_op_threads"):
+        TrainSettings(intra_op_threads=-1).resolved()
+    assert "intra_op_threads" not in TrainSettings().resolved().identity()  # free on resume
+    result = subprocess.run([sys.executable, "-c", THREADS_SCRIPT, "1"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    first, state, later = result.stdout.strip().splitlines()
+    assert (first, state) == ("threads: 1 per op", "1 3.0")
+    assert "not set" in later
+
+
 def test_time_budget_stops_within_one_step_and_the_run_reports(small_tsv, tmp_path):
     settings = tiny_settings(small_tsv, epochs=100, steps_per_epoch=150, max_minutes=0.12,
                              bleu_sentences=20)
