@@ -83,21 +83,26 @@ def build_ours(config):
     return build_transformer(config, name="ours")
 
 
-def rbg_dropout_call(self, inputs, training=False):
-    """keras.layers.Dropout.call with its mask's bits from XLA's RngBitGenerator (jax's `rbg`
-    key: Philox on CPU and GPU) instead of Threefry; one Threefry hash of the layer's seed makes
-    the rbg key. Same rate (exact to 2^-32), same 1 / (1 - rate) scale. JAX backend only."""
+def rbg_dropout(inputs, rate, seed):
+    """Dropout of a JAX array with its mask's bits from XLA's RngBitGenerator (jax's `rbg` key:
+    Philox on CPU and GPU) instead of Threefry; one Threefry hash of `seed` (a raw uint32 (2,)
+    key) makes the rbg key. Same rate (exact to 2^-32), same 1 / (1 - rate) scale."""
     import jax
     import jax.numpy as jnp
 
-    if not training or self.rate == 0.0:
-        return inputs
-    philox_state = jax.random.bits(self.seed_generator.next(), (4,), jnp.uint32)
+    philox_state = jax.random.bits(seed, (4,), jnp.uint32)
     bits = jax.random.bits(jax.random.wrap_key_data(philox_state, impl="rbg"), inputs.shape,
                            jnp.uint32)
-    kept = bits >= np.uint32(min(round(self.rate * 2 ** 32), 2 ** 32 - 1))
-    scale = jnp.asarray(1.0 / (1.0 - self.rate), inputs.dtype)
+    kept = bits >= np.uint32(min(round(rate * 2 ** 32), 2 ** 32 - 1))
+    scale = jnp.asarray(1.0 / (1.0 - rate), inputs.dtype)
     return jnp.where(kept, inputs * scale, jnp.zeros((), inputs.dtype))
+
+
+def rbg_dropout_call(self, inputs, training=False):
+    """keras.layers.Dropout.call by `rbg_dropout` (JAX backend only)."""
+    if not training or self.rate == 0.0:
+        return inputs
+    return rbg_dropout(inputs, self.rate, self.seed_generator.next())
 
 
 def build_ours_rbg_dropout(config):

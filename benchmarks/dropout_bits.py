@@ -5,8 +5,8 @@ Variants, all at rate --rate and scaled by 1 / (1 - rate):
                 element from 32 bits)
   threefry32/16/8  Threefry bits of that width compared with an integer threshold (16 and 8 bits:
                 half and a quarter of the hashes; the rate then exact to 2^-16 / 2^-8)
-  rbg           one Threefry hash of the seed makes an `rbg` key; XLA's RngBitGenerator draws the
-                32-bit mask (common.rbg_dropout_call's arithmetic)
+  rbg           common.rbg_dropout: one Threefry hash of the seed makes an `rbg` key; XLA's
+                RngBitGenerator draws the 32-bit mask
 Each is timed alone (the mask applied to a (batch, length, width) float32 array) and inside the
 jitted gradient of six elementwise layers with a dropout in each, in rounds with the variants in
 rotating order; ratios are medians of per-round ratios against `keras`. The whole-step figure
@@ -20,7 +20,7 @@ import argparse
 import statistics
 import time
 
-import common  # noqa: F401  (python benchmarks/X.py puts benchmarks/ on sys.path)
+import common  # python benchmarks/X.py puts benchmarks/ on sys.path
 from common import paired_ratio
 
 import jax
@@ -54,9 +54,7 @@ def variants(rate):
         return dropout
 
     def rbg(x, seed):
-        key = jax.random.wrap_key_data(jax.random.bits(seed, (4,), jnp.uint32), impl="rbg")
-        bits = jax.random.bits(key, x.shape, jnp.uint32)
-        return jnp.where(bits >= np.uint32(round(rate * 2 ** 32)), x / keep, 0.0)
+        return common.rbg_dropout(x, rate, seed)
 
     return {"keras": keras_dropout, "threefry32": threefry(jnp.uint32),
             "threefry16": threefry(jnp.uint16), "threefry8": threefry(jnp.uint8), "rbg": rbg}
