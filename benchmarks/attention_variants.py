@@ -30,12 +30,11 @@ import argparse
 import statistics
 import time
 
-import common  # noqa: E402
-from common import paired_ratio, spread  # noqa: E402
-
 import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
 
+import common  # noqa: E402
+from common import paired_ratio, spread  # noqa: E402
 from keras_transformer.layers import attention as attention_module  # noqa: E402
 
 CURRENT = attention_module.masked_softmax

@@ -11,13 +11,13 @@ import platform
 import statistics
 import time
 
-import keras_transformer  # noqa: F401  (the installed package, `pip install -e .`; a quiet start)
 import keras
 import numpy as np
 from keras import ops
 
+import keras_transformer  # noqa: F401  (the installed package, `pip install -e .`; a quiet start)
 from keras_transformer.config import MIXED_PRECISION
-from keras_transformer.special_tokens import END_ID, PAD_ID, RESERVED_TOKENS, START_ID  # noqa: F401
+from pipelines.special_tokens import END_ID, PAD_ID, RESERVED_TOKENS, START_ID  # noqa: F401
 
 FIRST_WORD_ID = len(RESERVED_TOKENS)  # synthetic words: every id after the reserved ones
 
@@ -175,7 +175,7 @@ def compile_for_benchmark(model, jit_compile):
     """The same optimizer (Adam with the paper's betas) and loss (ours, label-smoothed) for both.
 
     On JAX the step is always jit-compiled (jit_compile=False would run op by op, eagerly)."""
-    from keras_transformer.training import MaskedSparseCrossEntropy
+    from keras_transformer.training.loss import MaskedSparseCrossEntropy
     if backend() == "jax":
         jit_compile = True
     model.compile(optimizer=keras.optimizers.Adam(1e-4, beta_1=0.9, beta_2=0.98, epsilon=1e-9),

@@ -4,7 +4,7 @@ For each output length (16/32/64/128) and batch size (1, 32), three decoders of 
 shape (small preset, learned positions, vocabulary 8000, random weights) generate exactly
 `length` tokens (end_id=None: no early stop) from the same (batch, 32) source tokens:
 
-  ours cached     keras_transformer.decoding.greedy_decode: fixed-size (B, h, L, d_k) cache per
+  ours cached     keras_transformer.generation.decoding.greedy_decode: fixed-size (B, h, L, d_k) cache per
                   layer, cross-attention keys/values computed once
   ours uncached   greedy_decode_uncached: re-runs the whole decoder over the L-wide target
                   buffer at every step (its cost grows ~quadratically with L)
@@ -29,11 +29,11 @@ import argparse
 import statistics
 import time
 
-import common  # noqa: E402
-from common import paired_ratio, spread  # noqa: E402
-
 import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
+
+import common  # noqa: E402
+from common import paired_ratio, spread  # noqa: E402
 
 SOURCE_LENGTH = 32
 
@@ -123,7 +123,7 @@ def compiled(function, mode):
 
 def main(argv=None):
     args = parse_args(argv)
-    from keras_transformer.decoding import greedy_decode, greedy_decode_uncached
+    from keras_transformer.generation.decoding import greedy_decode, greedy_decode_uncached
     lengths = [int(v) for v in args.lengths.split(",")]
     batches = [int(v) for v in args.batches.split(",")]
     modes = ["xla"] if common.backend() == "jax" else [m.strip() for m in args.modes.split(",")]

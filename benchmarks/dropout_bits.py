@@ -18,14 +18,13 @@ is `train_throughput.py --models ours,ours_rbg_dropout`.
 
 import argparse
 import statistics
-import time
-
-import common  # python benchmarks/X.py puts benchmarks/ on sys.path
-from common import paired_ratio
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+import common  # python benchmarks/X.py puts benchmarks/ on sys.path
+from common import paired_ratio
 
 
 def parse_args(argv=None):

@@ -14,9 +14,9 @@ translation equals the plain SavedModel's (greedy decoding everywhere).
 """
 
 import argparse
-import statistics
 import os
 import shlex
+import statistics
 import sys
 import tempfile
 import time

@@ -43,7 +43,6 @@ overrides), and the same against the matmul of the first section.
 """
 
 import argparse
-import statistics
 import concurrent.futures
 import datetime
 import gc
@@ -52,17 +51,18 @@ import json
 import os
 import re
 import shutil
+import statistics
 import sys
 import tempfile
 import time
 import traceback
 
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from keras import ops  # noqa: E402
+
 import common  # noqa: E402
 from common import paired_ratio, spread  # noqa: E402
-
-import numpy as np  # noqa: E402
-import keras  # noqa: E402
-from keras import ops  # noqa: E402
 
 GIB = 1024 ** 3
 DATASHEET_BF16_TFLOPS = (("H100 PCIe", 756.0), ("H100", 989.0), ("H200", 989.0),
@@ -370,7 +370,6 @@ def train_section(name, preset_name, batch, args, budget, results, candidates=()
 
     Returns (section, context): context holds the models, trainers, batches, config and the
     compiled extras for the sections that follow."""
-    import jax
     config = train_config(preset_name, args)
     log(f"\n== {name}: preset {preset_name} (layers {config.num_layers}, d_model {config.d_model},"
         f" heads {config.num_heads}, d_ff {config.d_ff}, dropout {config.dropout}), vocab "
@@ -496,7 +495,8 @@ def profile_lowerings(model, state, data, errors):
     output projection + loss alone (f32 as ours, and the bf16 candidate)."""
     import jax
     import jax.numpy as jnp
-    from keras_transformer.training import MaskedSparseCrossEntropy
+
+    from keras_transformer.training.loss import MaskedSparseCrossEntropy
     tv, ntv, ov, mv = state
     lowered = {}
 
@@ -658,7 +658,8 @@ def decode_lowerings(args, errors):
     """Build the decode models (base, shared vocabulary, random weights) and lower greedy
     decode for every batch size: ours and keras-hub's."""
     import decode_latency
-    from keras_transformer.decoding import greedy_decode
+
+    from keras_transformer.generation.decoding import greedy_decode
     length = args.decode_length
     config = common.our_config(args.preset, args.vocab_size, length + 1).replace(
         share_embeddings=True)

@@ -391,7 +391,7 @@ def run_hub(args, files, out, result):
 def bleu_tokenizer(args, references):
     """--bleu-tokenize, or with auto the one `train` and `evaluate` use for these references
     (`evaluation.bleu_tokenizer`: char for text written without spaces, else 13a)."""
-    from keras_transformer.evaluation import bleu_tokenizer as by_text
+    from keras_transformer.generation.evaluation import bleu_tokenizer as by_text
 
     return by_text(references) if args.bleu_tokenize == "auto" else args.bleu_tokenize
 
@@ -619,14 +619,19 @@ def ours_stats(job):
 
 
 def hub_worker(job):
-    import numpy as np
-    import tensorflow as tf
     import keras
     import keras_hub
+    import numpy as np
+    import tensorflow as tf
 
     from pipelines.readers import load_pairs
-    from pipelines.tokenizers import END_ID, PAD_ID, START_ID, SentencePieceTokenizer, \
-        build_tokenizers
+    from pipelines.tokenizers import (
+        END_ID,
+        PAD_ID,
+        START_ID,
+        SentencePieceTokenizer,
+        build_tokenizers,
+    )
 
     out = Path(job["out"])
     out.mkdir(parents=True, exist_ok=True)

@@ -24,9 +24,9 @@ attention terms (and cache effects) showing.
 """
 
 import argparse
-import statistics
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time

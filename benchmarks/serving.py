@@ -54,10 +54,10 @@ def engines(args, folder):
     from ai_edge_litert.interpreter import InterpreterWithCustomOps
 
     from keras_transformer import export as ex
-    from keras_transformer.ctranslate2_translator import CTranslate2Translator
+    from keras_transformer.engines import load_translator
     from keras_transformer.export.ctranslate2 import export_run_ctranslate2
+    from keras_transformer.export.ctranslate2_translator import CTranslate2Translator
     from keras_transformer.run_dir import RunDir
-    from keras_transformer.translator import load_translator
 
     alpha = RunDir(args.run_dir).beam_alpha()
     runners, sizes = {}, {}
@@ -103,7 +103,7 @@ def main(argv=None):
     args = parse_args(argv)
     import numpy as np
 
-    from keras_transformer.evaluation import score_translations
+    from keras_transformer.generation.evaluation import score_translations
     from keras_transformer.run_dir import RunDir
     from pipelines.normalization import normalize
     from pipelines.readers import load_pairs

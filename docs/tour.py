@@ -38,8 +38,14 @@ import numpy as np
 from keras import ops
 
 from keras_transformer.layers import (
-    EncoderBlock, MultiHeadAttention, PositionalEmbedding, causal_mask, key_padding_mask,
-    masked_softmax, sinusoidal_encoding)
+    EncoderBlock,
+    MultiHeadAttention,
+    PositionalEmbedding,
+    causal_mask,
+    key_padding_mask,
+    masked_softmax,
+    sinusoidal_encoding,
+)
 
 OUT = Path(os.environ.get("TOUR_OUT") or tempfile.mkdtemp(prefix="keras-transformer-tour-"))
 OUT.mkdir(parents=True, exist_ok=True)
@@ -118,7 +124,7 @@ for label, embed in [
           "two sentences")
 
 # %%
-from keras_transformer.plots import plot_positional_encoding  # noqa: E402
+from keras_transformer.viz.plots import plot_positional_encoding  # noqa: E402
 
 show(plot_positional_encoding(OUT / "positional_encoding.png", length=64, d_model=128))
 
@@ -275,15 +281,16 @@ print("after the last Add & Norm, each token has mean", encoded.mean(-1).round(3
 # and picks the most likely next token, until [END].
 
 # %%
-from keras_transformer import decoding  # noqa: E402
-from keras_transformer.translator import load_translator  # noqa: E402
+from keras_transformer.engines import load_translator  # noqa: E402
+from keras_transformer.generation import decoding  # noqa: E402
 
 RUN = Path(os.environ.get("TOUR_RUN", "runs/default"))
 try:
     translator = load_translator(RUN)
     print(f"using the trained run {RUN}")
 except FileNotFoundError:
-    from keras_transformer.trainer import TrainSettings, train
+    from keras_transformer.training.job import train
+    from keras_transformer.training.settings import TrainSettings
     from pipelines.default_data import generate_pairs
 
     print(f"no trained run at {RUN}: training a tiny model on 3,000 pairs of the embedded "
@@ -348,8 +355,8 @@ print("same masked self-attention, last layer:", all(
 print("above the diagonal:", float(np.triu(maps.masked, k=1).max()),
       "  rows sum to 1:", bool(np.allclose(maps.masked.sum(-1), 1.0, atol=1e-5)))
 
-from keras_transformer.attention_page import write_attention_page  # noqa: E402
-from keras_transformer.plots import plot_attention  # noqa: E402
+from keras_transformer.viz.attention_page import write_attention_page  # noqa: E402
+from keras_transformer.viz.plots import plot_attention  # noqa: E402
 
 show(plot_attention(maps, OUT / "masked_self_attention.png", kinds=("masked",), layers=[-1]))
 show(plot_attention(maps, OUT / "cross_attention.png", kinds=("cross",), layers=[-1]))
@@ -362,5 +369,5 @@ print(f"open {page} in a browser: pick layer, head and kind, hover a cell to rea
 # - `keras_transformer/layers/`: one file per box of the paper's Figure 1.
 # - `python -m keras_transformer attention runs/default "Your sentence." --html a.html`
 #   draws the same figures, and the page, for any sentence.
-# - `keras_transformer/decoding.py`: greedy, beam search and sampling, all built on the
+# - `keras_transformer/generation/decoding.py`: greedy, beam search and sampling, all built on the
 #   step you just ran by hand.

@@ -11,8 +11,8 @@ import argparse
 import keras
 
 from keras_transformer import build_transformer, preset
-from keras_transformer.training import compile_transformer
-from keras_transformer.translator import Translator
+from keras_transformer.generation.translator import Translator
+from keras_transformer.training.schedule import compile_transformer
 from pipelines import batching, default_data, tokenizers
 from pipelines.text_path import TextPath
 

@@ -10,6 +10,8 @@ from keras_transformer._startup import quiet_backend_start
 quiet_backend_start()
 
 from keras_transformer.config import PRESETS, TransformerConfig, preset  # noqa: E402
-from keras_transformer.model import TransformerParts, build_transformer  # noqa: E402
+from keras_transformer.model import Transformer, TransformerParts, build_transformer  # noqa: E402
 
 __version__ = "0.1.0"
+__all__ = ["PRESETS", "Transformer", "TransformerConfig", "TransformerParts", "build_transformer",
+           "preset"]

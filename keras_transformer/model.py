@@ -4,7 +4,7 @@ functional model those passes make.
 `build_transformer(config)` returns a `Transformer`: a functional `keras.Model([source_tokens,
 target_tokens]) -> logits` that keeps its layers as `model.parts` (a `TransformerParts`). The
 model's graph is `parts.decode(target, *parts.encode(source))`: the same two methods that
-generation (`keras_transformer.decoding`) calls, piecewise, with a key/value cache.
+generation (`keras_transformer.generation.decoding`) calls, piecewise, with a key/value cache.
 """
 
 import keras
@@ -12,8 +12,12 @@ from keras import ops
 
 from keras_transformer.config import TransformerConfig
 from keras_transformer.layers import (
-    DecoderBlock, EncoderBlock, PositionalEmbedding, decoder_self_attention_mask,
-    key_padding_mask)
+    DecoderBlock,
+    EncoderBlock,
+    PositionalEmbedding,
+    decoder_self_attention_mask,
+    key_padding_mask,
+)
 
 SOURCE_INPUT = "source_tokens"
 TARGET_INPUT = "target_tokens"

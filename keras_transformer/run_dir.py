@@ -70,7 +70,7 @@ class RunDir:
     def beam_alpha(self) -> float:
         """Beam search's length penalty exponent for this run: the one the train job chose on
         validation sentences (decoding.json), else the default (`decoding.ALPHA`)."""
-        from keras_transformer import decoding
+        from keras_transformer.generation import decoding
 
         if self.decoding_file.exists():
             return float(json.loads(self.decoding_file.read_text())["alpha"])

@@ -5,7 +5,7 @@ for plain Python (`detokenize_pieces`, the CTranslate2 engine): "▁" (a word st
 before the first piece with text, [UNK] reads as "⁇", [PAD], [START] and [END] read as nothing.
 """
 
-from keras_transformer.special_tokens import END_ID, RESERVED_TOKENS, UNK_ID
+from pipelines.special_tokens import END_ID, RESERVED_TOKENS, UNK_ID
 
 UNKNOWN_TEXT = "⁇"
 

@@ -27,9 +27,7 @@ from tensorflow_text.python.ops.ngrams_op import gen_ngrams_op
 
 from pipelines.normalization import rules_tsv
 from pipelines.pieces import piece_texts
-
-# the model's convention (the only thing pipelines takes from keras_transformer)
-from keras_transformer.special_tokens import END_ID, PAD_ID, RESERVED_TOKENS, START_ID, UNK_ID  # noqa: E402
+from pipelines.special_tokens import END_ID, PAD_ID, RESERVED_TOKENS, START_ID, UNK_ID
 
 # A script with more distinct characters than this (Chinese, Japanese) leaves its rarest 0.05% of
 # character occurrences to [UNK], as SentencePiece advises; smaller alphabets keep every character.

@@ -47,7 +47,7 @@ def small_tsv(tmp_path_factory):
 
 
 def tiny_settings(data, **changes):
-    from keras_transformer.trainer import TrainSettings
+    from keras_transformer.training.settings import TrainSettings
 
     values = dict(data=str(data), preset="tiny", vocab_size=300, batch_tokens=1024,
                   warmup_steps=100, learning_rate_scale=0.5, epochs=6, seed=0, steps_per_epoch=0,
@@ -59,7 +59,7 @@ def tiny_settings(data, **changes):
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, small_tsv):
     """A run directory trained for a few seconds: enough for non-trivial translations."""
-    from keras_transformer.trainer import train
+    from keras_transformer.training.job import train
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
     report = train(tiny_settings(small_tsv, tune_alpha=True), out, examples=0, verbose=0,
@@ -75,8 +75,8 @@ TOKENS = {0: "[PAD]", 1: "[UNK]", 2: "[START]", 3: "[END]", 5: "<b>", 6: "&amp;"
 def attention_maps():
     """(AttentionMaps, the raw greedy_decode_with_attention result) of an untrained tiny
     model on one sentence; some tokens need escaping in HTML."""
-    from keras_transformer import decoding
-    from keras_transformer.attention_maps import AttentionMaps
+    from keras_transformer.generation import decoding
+    from keras_transformer.generation.attention_maps import AttentionMaps
 
     keras.utils.set_random_seed(3)
     model = build_transformer(preset("tiny", source_vocab_size=20, target_vocab_size=20))

@@ -6,8 +6,12 @@ import pytest
 from keras import ops
 
 from keras_transformer.layers import (
-    MultiHeadAttention, causal_mask, decoder_self_attention_mask, key_padding_mask,
-    masked_softmax)
+    MultiHeadAttention,
+    causal_mask,
+    decoder_self_attention_mask,
+    key_padding_mask,
+    masked_softmax,
+)
 
 B, T, S, D, H = 2, 5, 7, 16, 4
 

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from keras_transformer.attention_page import attention_page, write_attention_page
+from keras_transformer.viz.attention_page import attention_page, write_attention_page
 
 DATA = re.compile(r'<script type="application/json" id="attention-data">(.*?)</script>', re.S)
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import random_tokens
-from keras_transformer import build_transformer, decoding
+from keras_transformer.generation import decoding
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,7 +33,7 @@ model = keras.models.load_model(sys.argv[1])
 logits = np.asarray(model([data["source"], data["target"]]))
 print("max_abs_diff", float(np.abs(logits - data["logits"]).max()))
 
-from keras_transformer import decoding  # beam search: the cache gather, the n-gram scatter
+from keras_transformer.generation import decoding  # beam search: the cache gather, the n-gram scatter
 tokens, scores, _ = decoding.beam_search(model, data["source"], 6, beam_size=3,
                                          no_repeat_ngram=2)
 assert (np.asarray(tokens) == data["beam_tokens"]).all(), np.asarray(tokens)
@@ -47,7 +47,7 @@ model.train_on_batch(inputs, labels)
 after = float(model.evaluate(inputs, labels, verbose=0))
 print("loss_before", before, "loss_after", after)
 
-from keras_transformer import decoding
+from keras_transformer.generation import decoding
 tokens, _, masked, _ = decoding.greedy_decode_with_attention(model, data["source"], 5)
 assert (np.asarray(tokens) == np.asarray(decoding.greedy_decode(model, data["source"], 5))).all()
 print("masked_future_max", max(float(np.triu(np.asarray(w), 1).max()) for w in masked))

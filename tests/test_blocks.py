@@ -5,8 +5,15 @@ import numpy as np
 import pytest
 
 from keras_transformer.layers import (
-    DecoderBlock, EncoderBlock, FeedForward, MultiHeadAttention, PositionalEmbedding,
-    SublayerConnection, decoder_self_attention_mask, key_padding_mask)
+    DecoderBlock,
+    EncoderBlock,
+    FeedForward,
+    MultiHeadAttention,
+    PositionalEmbedding,
+    SublayerConnection,
+    decoder_self_attention_mask,
+    key_padding_mask,
+)
 
 B, S, T, D = 2, 6, 5, 16
 

@@ -15,7 +15,7 @@ import sacrebleu
 from conftest import tiny_settings
 from keras_transformer.cli import main, parse_overrides
 from keras_transformer.run_dir import IncompatibleRunError, RunDir
-from keras_transformer.trainer import train
+from keras_transformer.training.job import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -130,7 +130,7 @@ def test_translate_evaluate_and_attention(trained_run, tmp_path, capsys):
 
 
 def test_attention_comes_from_the_translation(trained_run):
-    from keras_transformer.translator import load_translator
+    from keras_transformer.engines import load_translator
 
     translator = load_translator(trained_run[0])
     sentence = "The red houses are big."
@@ -162,7 +162,8 @@ def test_beam_and_sampling_from_the_command_line(trained_run, capsys):
 def test_translations_do_not_depend_on_the_batch(trained_run):
     """The default batch (64 hypotheses' worth: 16 sentences with beam 4) translates as batches
     of 1 and of every sentence at once do; the sources differ in length, so padding differs."""
-    from keras_transformer.translator import load_translator, sentences_per_batch
+    from keras_transformer.engines import load_translator
+    from keras_transformer.generation.translator import sentences_per_batch
     from pipelines.readers import load_pairs
 
     run, _ = trained_run
@@ -224,7 +225,7 @@ def test_translator_loads_in_a_fresh_process_and_answers_empty_input(trained_run
     script = tmp_path / "user.py"  # a user's script: nothing of ours imported beforehand
     script.write_text(
         "import sys\n"
-        "from keras_transformer.translator import load_translator\n"
+        "from keras_transformer.engines import load_translator\n"
         "translator = load_translator(sys.argv[1])\n"
         "print(repr(translator.translate(['', '   ', 'The dog is big.'])))\n")
     process = _run(script, run)

@@ -5,13 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
-from keras import ops
 
-from keras_transformer.cross_entropy import label_smoothed_cross_entropy
-from keras_transformer.training import MaskedSparseCrossEntropy
+from keras_transformer.training.cross_entropy import label_smoothed_cross_entropy
+from keras_transformer.training.loss import MaskedSparseCrossEntropy
 
 tf = pytest.importorskip("tensorflow")
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,7 +96,7 @@ def test_the_keras_loss_keeps_bfloat16_logits_and_ignores_padding():
 
 JAX_SCRIPT = r"""
 import jax, numpy as np
-from keras_transformer.cross_entropy import label_smoothed_cross_entropy
+from keras_transformer.training.cross_entropy import label_smoothed_cross_entropy
 rng = np.random.default_rng(0)
 z = (4.0 * rng.normal(size=(3, 11, 37))).astype("float32")
 y = rng.integers(0, 37, size=(3, 11)).astype("int32")

@@ -14,14 +14,15 @@ import keras
 import numpy as np
 import pytest
 
-from keras_transformer import build_transformer, decoding, preset
+from keras_transformer import build_transformer, preset
 from keras_transformer.cli import main
-from keras_transformer.special_tokens import END_ID, RESERVED_TOKENS, START_ID
+from keras_transformer.generation import decoding
+from pipelines.special_tokens import END_ID, RESERVED_TOKENS, START_ID
 
 ctranslate2 = pytest.importorskip("ctranslate2")
 
-from keras_transformer.ctranslate2_translator import CTranslate2Translator  # noqa: E402
 from keras_transformer.export import ctranslate2 as converter  # noqa: E402
+from keras_transformer.export.ctranslate2_translator import CTranslate2Translator  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = {
@@ -87,7 +88,7 @@ def test_the_engine_computes_our_probabilities(variant, tmp_path):
 def _copy_task_model(variant, rng):
     """A tiny model of `variant` trained for a few seconds to copy its source: trained weights
     (confident, unlike random ones) to compare the searches on."""
-    from keras_transformer.training import MaskedSparseCrossEntropy
+    from keras_transformer.training.loss import MaskedSparseCrossEntropy
 
     keras.utils.set_random_seed(0)
     model = build_transformer(preset("tiny", source_vocab_size=VOCAB, target_vocab_size=VOCAB,
@@ -144,8 +145,8 @@ def test_a_wrong_vocabulary_is_refused(rng=np.random.default_rng(0)):
 def exported(trained_run, tmp_path_factory):
     """The fixture run exported through the CLI (float32 and int8), its Keras Translator and
     test sentences."""
+    from keras_transformer.engines import load_translator
     from keras_transformer.run_dir import RunDir
-    from keras_transformer.translator import load_translator
     from pipelines.readers import load_pairs
 
     run, _ = trained_run

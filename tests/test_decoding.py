@@ -7,8 +7,8 @@ import tensorflow as tf
 
 from conftest import random_tokens
 from keras_transformer import TransformerParts, build_transformer
-from keras_transformer import decoding
-from keras_transformer.training import compile_transformer
+from keras_transformer.generation import decoding
+from keras_transformer.training.schedule import compile_transformer
 
 MAX_LENGTH = 10
 

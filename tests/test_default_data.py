@@ -4,7 +4,14 @@ import re
 
 import pytest
 
-from pipelines.default_data import ADJECTIVES, NOUNS, NUMBERS, default_splits, generate_pairs, write_splits
+from pipelines.default_data import (
+    ADJECTIVES,
+    NOUNS,
+    NUMBERS,
+    default_splits,
+    generate_pairs,
+    write_splits,
+)
 from pipelines.readers import ReadReport, read_tsv
 
 

@@ -22,7 +22,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras
 from keras_transformer import build_transformer, preset
-from keras_transformer.training import compile_transformer
+from keras_transformer.training.schedule import compile_transformer
 
 rng = np.random.default_rng(0)
 source = rng.integers(4, 41, (64, 6)).astype("int32")
@@ -204,7 +204,7 @@ def test_a_killed_worker_stops_the_other_and_a_restart_resumes(small_tsv, tmp_pa
 def test_multi_worker_support_refuses_a_keras_it_was_not_tested_with(tiny_model, monkeypatch):
     import keras
 
-    from keras_transformer.distribution import check_keras_internals
+    from keras_transformer.training.distribution import check_keras_internals
 
     check_keras_internals(tiny_model)  # the pinned Keras: fine
     monkeypatch.setattr(keras, "__version__", "3.99.0")
@@ -219,7 +219,7 @@ def test_multi_worker_support_refuses_a_keras_it_was_not_tested_with(tiny_model,
 DATA_PARALLEL_SCRIPT = r"""
 import json, numpy as np, jax, keras
 from keras_transformer import build_transformer, preset
-from keras_transformer.training import MaskedAccuracy, MaskedSparseCrossEntropy
+from keras_transformer.training.loss import MaskedAccuracy, MaskedSparseCrossEntropy
 
 assert keras.backend.backend() == "jax" and jax.local_device_count() == 2
 rng = np.random.default_rng(0)
@@ -283,7 +283,7 @@ def test_data_parallel_trains_from_the_command_line(small_tsv, tmp_path):
     ("mirrored", "jax", "data_parallel"), ("multi_worker", "jax", "data_parallel"),
     ("data_parallel", "tensorflow", "mirrored")])
 def test_a_strategy_on_the_wrong_backend_says_which_to_use(strategy, backend, instead):
-    from keras_transformer.distribution import check_backend
+    from keras_transformer.training.distribution import check_backend
 
     with pytest.raises(ValueError, match=f"--strategy {strategy} runs on the .* backend.*"
                                          f"use --strategy {instead}"):

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from keras_transformer import export as ex
 from keras_transformer.cli import main
@@ -96,7 +97,7 @@ class Exported:
 @pytest.fixture(scope="module")
 def run_export(trained_run, tmp_path_factory):
     """The fixture run exported once through the CLI, with every TFLite variant."""
-    from keras_transformer.translator import load_translator
+    from keras_transformer.engines import load_translator
     from pipelines.readers import load_pairs
 
     run, _ = trained_run
@@ -122,8 +123,8 @@ def copy_export(tmp_path_factory):
     import keras
 
     from keras_transformer import build_transformer, preset
-    from keras_transformer.training import MaskedSparseCrossEntropy
-    from keras_transformer.translator import Translator
+    from keras_transformer.generation.translator import Translator
+    from keras_transformer.training.loss import MaskedSparseCrossEntropy
     from pipelines.text_path import TextPath
     from pipelines.tokenizers import learn_tokenizer
 

@@ -1,7 +1,8 @@
 """Normalization: what it maps, that it is idempotent, and that Python and every tokenizer agree."""
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipelines.normalization import normalization_rules, normalize
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from keras_transformer.plots import attention_figure, plot_attention
+from keras_transformer.viz.plots import attention_figure, plot_attention
 
 
 def _images(figure):

@@ -4,9 +4,18 @@ refused; they never crash, whatever the bytes."""
 import re
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pipelines.readers import DataError, ReadReport, count_lines, load_pairs, read_aligned, read_pairs, read_tsv
+from pipelines.readers import (
+    DataError,
+    ReadReport,
+    count_lines,
+    load_pairs,
+    read_aligned,
+    read_pairs,
+    read_tsv,
+)
 
 
 def write(path, data: bytes):

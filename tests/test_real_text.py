@@ -8,7 +8,7 @@ import pytest
 
 from conftest import tiny_settings
 from keras_transformer.run_dir import RunDir
-from keras_transformer.trainer import train
+from keras_transformer.training.job import train
 from pipelines.default_data import generate_pairs
 from pipelines.readers import load_pairs
 from pipelines.tokenizers import UNK_ID, SentencePieceTokenizer

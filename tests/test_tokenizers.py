@@ -8,12 +8,21 @@ import numpy as np
 import pytest
 import sentencepiece as spm
 import tensorflow as tf
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipelines.default_data import generate_pairs
 from pipelines.normalization import normalize
-from pipelines.tokenizers import (END_ID, PAD_ID, RESERVED_TOKENS, START_ID, UNK_ID, SentencePieceTokenizer,
-                                  build_tokenizers, learn_tokenizer)
+from pipelines.tokenizers import (
+    END_ID,
+    PAD_ID,
+    RESERVED_TOKENS,
+    START_ID,
+    UNK_ID,
+    SentencePieceTokenizer,
+    build_tokenizers,
+    learn_tokenizer,
+)
 
 CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 

@@ -17,12 +17,13 @@ import pytest
 import sacrebleu
 
 from conftest import tiny_settings
-from keras_transformer.averaging import average_run
 from keras_transformer.cli import main
-from keras_transformer.recipes import EMBEDDED, REAL_CORPUS
+from keras_transformer.generation.translator import Translator
 from keras_transformer.run_dir import RunDir
-from keras_transformer.trainer import TrainSettings, train, validation_pairs
-from keras_transformer.translator import Translator
+from keras_transformer.training.averaging import average_run
+from keras_transformer.training.job import train, validation_pairs
+from keras_transformer.training.recipes import EMBEDDED, REAL_CORPUS
+from keras_transformer.training.settings import TrainSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,7 +58,7 @@ def test_settings_left_out_come_from_the_datas_recipe():
 THREADS_SCRIPT = r"""
 import sys
 import tensorflow as tf
-from keras_transformer.trainer import set_intra_op_threads
+from keras_transformer.training.job import set_intra_op_threads
 assert tf.config.threading.get_intra_op_parallelism_threads() == 0
 print(set_intra_op_threads(int(sys.argv[1])))
 print(tf.config.threading.get_intra_op_parallelism_threads(), float(tf.reduce_sum(tf.ones(3))))
@@ -173,7 +174,7 @@ class ScriptedTranslator:
 
 
 def test_the_chosen_alpha_is_the_one_with_the_best_validation_bleu():
-    from keras_transformer.beam_alpha import choose_alpha
+    from keras_transformer.training.beam_alpha import choose_alpha
 
     references = ["the cat sat on the mat today", "a dog ran in the park"]
     short = ["the cat sat", "a dog ran"]
@@ -214,7 +215,7 @@ def test_beam_search_defaults_to_the_alpha_train_chose(trained_run, tmp_path, ca
             run.decoding_file.write_text(json.dumps({**stored, "alpha": alpha}))
             assert main(["translate", str(run.path), *sentences, "--search", "beam"]) == 0
             assert capsys.readouterr().out.splitlines() == expected[alpha]
-        import keras_transformer.export as export
+        from keras_transformer.export import writer as export
 
         exported = {}
         monkeypatch.setattr(export, "export", lambda *args, **options: exported.update(options))

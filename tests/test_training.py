@@ -8,8 +8,8 @@ import pytest
 
 from conftest import random_tokens
 from keras_transformer import build_transformer
-from keras_transformer.training import (
-    MaskedAccuracy, MaskedSparseCrossEntropy, TransformerSchedule, compile_transformer)
+from keras_transformer.training.loss import MaskedAccuracy, MaskedSparseCrossEntropy
+from keras_transformer.training.schedule import TransformerSchedule, compile_transformer
 
 
 def _logits_and_labels(seed=0, vocab=7):
@@ -120,7 +120,7 @@ def test_compiled_model_reloads_and_trains_further(tiny_config, tmp_path):
 
 
 def test_auto_precision_is_bfloat16_only_where_it_is_native(tmp_path, monkeypatch):
-    from keras_transformer import precision
+    from keras_transformer.training import precision
 
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n\n"
@@ -157,7 +157,7 @@ class StepClock:
 
 
 def test_budget_cooldown_takes_the_learning_rate_to_zero_at_the_end_of_the_budget(tiny_config):
-    from keras_transformer.callbacks import BudgetCooldown
+    from keras_transformer.training.callbacks import BudgetCooldown
 
     model = build_transformer(tiny_config)
     schedule = TransformerSchedule(tiny_config.d_model, warmup_steps=4, scale=1.0)
@@ -194,7 +194,8 @@ def test_epoch_cooldown_counts_steps_over_bucketed_epochs_and_resumes_the_same(t
     unknown length (bucketed batches) the steps per epoch are learned from the first epoch, and a
     run resumed from its optimizer's step count sets the same rates."""
     import tensorflow as tf
-    from keras_transformer.callbacks import EpochCooldown
+
+    from keras_transformer.training.callbacks import EpochCooldown
 
     (source, target_in), labels = _copy_task(np.random.default_rng(3), n=12)
     data = tf.data.Dataset.from_tensor_slices(((source, target_in), labels)).batch(4)
@@ -232,7 +233,7 @@ def test_epoch_cooldown_counts_steps_over_bucketed_epochs_and_resumes_the_same(t
 
 
 def test_keep_best_replaces_the_best_model_whole_or_not_at_all(tiny_model, tmp_path):
-    from keras_transformer.callbacks import KeepBest
+    from keras_transformer.training.callbacks import KeepBest
 
     best = tmp_path / "best.keras"
     keep = KeepBest(best, monitor="val_loss", mode="min")

@@ -19,13 +19,15 @@ A version is written to a hidden folder under OUT and renamed into place when co
 server polling OUT never loads half an export (TensorFlow Serving skips non-numeric folders,
 and the extra files inside a version).
 
-The package, by job:
-    serving.py      the serving graph: TranslationModule, its signatures (serving_default,
-                    beam_search, translate_ids) and the frozen decoders they call
-    saved_model.py  saving with the SentencePiece models as assets; the ops a graph needs
-    tflite.py       TFLite variants: conversion, a check that each runs, the ops a file needs
-    versions.py     the next version number and the atomic publish that never overwrites one
-    this file       `export` (all of the above into OUT/N/) and its shortcuts
+The package, by job (one room per format, each writer beside its runtime):
+    writer.py                 `export` (all of the TensorFlow formats into OUT/N/), `export_run`
+    serving.py                the serving graph: TranslationModule, its signatures (serving_default,
+                              beam_search, translate_ids) and the frozen decoders they call
+    saved_model.py            saving with the SentencePiece models as assets; the ops a graph needs
+    tflite.py                 TFLite variants: conversion, a check that each runs, the ops a file needs
+    ctranslate2.py            the CTranslate2 model directory (`export --format ctranslate2`)
+    ctranslate2_translator.py its runtime: the `Translator` contract on CTranslate2 (no TensorFlow)
+    versions.py, artifacts.py the next version number, the atomic publish; what was written
 A SavedModel is loaded whole, so the tensorflow-text ops of the string signatures are needed
 even to call `translate_ids` (TensorFlow Serving links them; a plain TensorFlow process must
 `import tensorflow_text`). `translate_ids/` holds that signature alone (also as
@@ -52,116 +54,23 @@ path, signature_keys=["translate_ids"])` make a working model. The SavedModel th
 weights as graph constants, once for greedy and once for beam search (about twice the float32
 weights; fine below the 2 GB protobuf limit, i.e. up to ~200M parameters).
 
-TensorFlow-only: imported where it is used. Imports neither training nor the CLI.
+Imports neither training nor the CLI. The TensorFlow formats import TensorFlow, CTranslate2's do
+not: this package imports nothing until a name is asked for (`from keras_transformer.export import
+export_run` loads writer.py).
 """
 
-import json
-import shutil
-import tempfile
-from pathlib import Path
+import importlib
 
-from keras_transformer import decoding
-from keras_transformer.export import saved_model, versions
-from keras_transformer.export.artifacts import Artifact, ExportError, ExportResult
-from keras_transformer.export.serving import TranslationModule
-from keras_transformer.export.tflite import (
-    TFLITE_VARIANTS, check_variants, convert_tflite, tflite_interpreter, tflite_ops, write_tflite)
-from keras_transformer.export.versions import next_version
-from keras_transformer.run_dir import RunDir
-
-__all__ = ["Artifact", "ExportError", "ExportResult", "TFLITE_VARIANTS", "TranslationModule",
-           "convert_tflite", "export", "export_run", "export_saved_model", "export_tflite",
-           "next_version", "tflite_interpreter", "tflite_ops"]
-
-IDS_SAVED_MODEL = "translate_ids"
-TFLITE_FOLDER = "tflite"
-MANIFEST = "export.json"
+# name -> the module that defines it, imported on first use
+_PUBLIC = {"export": "writer", "export_run": "writer", "export_saved_model": "writer",
+           "export_tflite": "writer", "TranslationModule": "serving", "TFLITE_VARIANTS": "tflite",
+           "convert_tflite": "tflite", "tflite_interpreter": "tflite", "tflite_ops": "tflite",
+           "next_version": "versions", "Artifact": "artifacts", "ExportError": "artifacts",
+           "ExportResult": "artifacts"}
+__all__ = sorted(_PUBLIC)
 
 
-def export(model, text_path, directory, *, version=None, jit_compile=False,
-           beam_size=decoding.BEAM_SIZE, alpha=decoding.ALPHA, tflite=tuple(TFLITE_VARIANTS),
-           metadata=None) -> ExportResult:
-    """Writes a new version of the SavedModel under `directory`, with the core-TensorFlow
-    `translate_ids/` SavedModel and the TFLite files `tflite` (names of TFLITE_VARIANTS; ()
-    for none) inside it. See this package's docstring for the layout and signatures.
-
-    `text_path` is the model's `TextPath` (tokenizers and max_length). Sources longer than
-    max_length tokens are truncated to their first max_length - 2 tokens (plus [START] and
-    [END]); outputs stop after max_length tokens.
-
-    Args:
-        version: the version number; default the next one. An existing version is an
-            ExportError: versions are never overwritten.
-        jit_compile: XLA-compile decoding in the SavedModel (not in TFLite).
-        metadata: more entries for export.json.
-    Returns:
-        ExportResult: the version folder and every artifact with its size and extra ops.
-    """
-    base = Path(directory)
-    versions.check_version(base, version)
-    check_variants(tflite)
-    module = TranslationModule(model, text_path, beam_size, alpha, jit_compile)
-    base.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=base))  # non-numeric: unserved
-    try:
-        saved_model.save(module, staging, module.signatures(), text_path)
-        ids_module = module.ids_module()
-        ids_function = ids_module.translate_ids.get_concrete_function()
-        saved_model.save(ids_module, staging / IDS_SAVED_MODEL,
-                         {"serving_default": ids_function, "translate_ids": ids_function},
-                         text_path)
-        signature_ops = saved_model.extra_ops(staging)
-        artifacts = [Artifact(path, "saved_model", saved_model.saved_model_size(path),
-                              tuple(sorted(set().union(*ops.values()))))
-                     for path, ops in ((staging, signature_ops),
-                                       (staging / IDS_SAVED_MODEL,
-                                        {"translate_ids": signature_ops["translate_ids"]}))]
-        artifacts += write_tflite(module, staging / TFLITE_FOLDER, tflite)
-        manifest = {
-            "max_length": module.max_length, "beam_size": module.beam_size,
-            "alpha": module.alpha, "jit_compile": module.jit_compile,
-            "source_vocab_size": text_path.source_tokenizer.vocab_size,
-            "target_vocab_size": text_path.target_tokenizer.vocab_size,
-            "signatures": {key: {"extra_ops": list(ops)} for key, ops in signature_ops.items()},
-            "artifacts": {str(a.path.relative_to(staging)) or ".":
-                          {"kind": a.kind, "bytes": a.size, "extra_ops": list(a.extra_ops)}
-                          for a in artifacts},
-            **(metadata or {})}
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
-        version_dir = versions.publish(staging, base, version)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return ExportResult(version_dir, [
-        Artifact(version_dir / a.path.relative_to(staging), a.kind, a.size, a.extra_ops)
-        for a in artifacts])
-
-
-def export_saved_model(model, text_path, directory, jit_compile=False, **options) -> Path:
-    """The SavedModels only (no TFLite), as a new version under `directory`; returns the
-    version folder. `options`: version, beam_size, alpha, metadata (see `export`)."""
-    return export(model, text_path, directory, jit_compile=jit_compile, tflite=(),
-                  **options).version_dir
-
-
-def export_tflite(model, text_path, directory, variants=tuple(TFLITE_VARIANTS)) -> list:
-    """The TFLite files `variants` (TFLITE_VARIANTS names) written to `directory` as
-    VARIANT.tflite, unversioned; returns their Artifacts."""
-    check_variants(variants)
-    return write_tflite(TranslationModule(model, text_path), directory, variants)
-
-
-def export_run(run_dir, out, **options) -> ExportResult:
-    """Exports the model of a trained run directory as a new version under `out`.
-
-    `options` as for `export`; the text path (tokenizers, max_length) is the run's, and so is
-    the beam search alpha when `alpha` is left out or None (`RunDir.beam_alpha`).
-    """
-    versions.check_version(Path(out), options.get("version"))  # before the slow part
-    check_variants(options.get("tflite", ()))
-    run = RunDir(run_dir)
-    model, text_path, _ = run.load_trained()
-    if options.get("alpha") is None:
-        options["alpha"] = run.beam_alpha()
-    metadata = {"run_dir": str(Path(run_dir).resolve()), **options.pop("metadata", {})}
-    return export(model, text_path, out, metadata=metadata, **options)
+def __getattr__(name):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_PUBLIC[name]}"), name)

@@ -38,9 +38,13 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_transformer.ctranslate2_translator import (
-    ENGINE_FILE, SOURCE_SPM, TARGET_SPM, require_ctranslate2)
-from keras_transformer.special_tokens import END_ID, PAD_ID, RESERVED_TOKENS, START_ID, UNK_ID
+from keras_transformer.export.ctranslate2_translator import (
+    ENGINE_FILE,
+    SOURCE_SPM,
+    TARGET_SPM,
+    require_ctranslate2,
+)
+from pipelines.special_tokens import END_ID, PAD_ID, RESERVED_TOKENS, START_ID, UNK_ID
 
 QUANTIZATIONS = ("float32", "int8", "int8_float32", "float16", "int8_float16", "bfloat16")
 # a bias that takes a token out of the softmax in float32 and float16 alike (exp(-1e4) = 0)

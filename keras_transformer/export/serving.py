@@ -15,8 +15,8 @@ Each signature is one hop from `decoding`: text path -> `FrozenDecoder` -> the f
 import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-from keras_transformer import decoding
 from keras_transformer.export.artifacts import ExportError
+from keras_transformer.generation import decoding
 from pipelines.tokenizers import UNK_ID
 
 STRINGS_SPEC = tf.TensorSpec([None], tf.string, name="sentences")

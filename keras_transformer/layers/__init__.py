@@ -2,11 +2,24 @@
 
 from keras_transformer.layers.add_norm import SublayerConnection
 from keras_transformer.layers.attention import (
-    MultiHeadAttention, fused_dot_product_attention, masked_softmax,
-    scaled_dot_product_attention)
+    MultiHeadAttention,
+    fused_dot_product_attention,
+    masked_softmax,
+    scaled_dot_product_attention,
+)
 from keras_transformer.layers.decoder import DecoderBlock
 from keras_transformer.layers.encoder import EncoderBlock
 from keras_transformer.layers.feed_forward import FeedForward
 from keras_transformer.layers.masks import (
-    PAD_ID, causal_mask, decoder_self_attention_mask, key_padding_mask, padding_mask)
+    PAD_ID,
+    causal_mask,
+    decoder_self_attention_mask,
+    key_padding_mask,
+    padding_mask,
+)
 from keras_transformer.layers.positional import PositionalEmbedding, sinusoidal_encoding
+
+__all__ = ["DecoderBlock", "EncoderBlock", "FeedForward", "MultiHeadAttention", "PAD_ID",
+           "PositionalEmbedding", "SublayerConnection", "causal_mask", "decoder_self_attention_mask",
+           "fused_dot_product_attention", "key_padding_mask", "masked_softmax", "padding_mask",
+           "scaled_dot_product_attention", "sinusoidal_encoding"]

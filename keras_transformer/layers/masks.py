@@ -7,7 +7,7 @@ causality), where T is the query length and S the key length.
 
 from keras import ops
 
-from keras_transformer.special_tokens import PAD_ID
+from pipelines.special_tokens import PAD_ID
 
 
 def padding_mask(tokens, pad_id=PAD_ID):

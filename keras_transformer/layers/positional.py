@@ -82,7 +82,7 @@ class PositionalEmbedding(keras.layers.Layer):
     def logits(self, hidden):
         """(B, T, d_model) -> (B, T, vocab_size) scores against each token embedding, in the
         compute dtype (bfloat16 under mixed precision: the cross-entropy takes them as they
-        are, `keras_transformer.cross_entropy`)."""
+        are, `keras_transformer.training.cross_entropy`)."""
         matrix = ops.cast(self.token_embedding.embeddings, self.compute_dtype)
         return ops.matmul(ops.cast(hidden, self.compute_dtype), ops.transpose(matrix))
 

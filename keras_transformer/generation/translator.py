@@ -3,14 +3,11 @@
 TensorFlow-only (the tokenizers are tensorflow-text ops); imported where it is used.
 """
 
-from pathlib import Path
-
 import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_transformer import decoding
-from keras_transformer.run_dir import RunDir
+from keras_transformer.generation import decoding
 from pipelines.normalization import utf8
 
 # Hypotheses decoded together by default: 64 sentences greedily, 64 // beam_size with beam search.
@@ -150,7 +147,7 @@ class Translator:
         The weights are the ones the cached decoding computed step by step (its tokens are
         `translate_ids`'s greedy output). Returns an `attention_maps.AttentionMaps`.
         """
-        from keras_transformer.attention_maps import AttentionMaps
+        from keras_transformer.generation.attention_maps import AttentionMaps
 
         source = np.asarray(self.source_ids([sentence]))
         decoded = decoding.greedy_decode_with_attention(self.parts, source, self.max_length)
@@ -163,25 +160,3 @@ def _strings(sentences):
     """list[str] -> a string tensor of their UTF-8 bytes (a lone surrogate, no valid Unicode,
     becomes bytes the tokenizer reads as [UNK], as any invalid UTF-8)."""
     return tf.constant([utf8(sentence) for sentence in sentences], tf.string)
-
-
-def load_translator(run_dir, jit_compile=False, engine="keras", compute_type="default"):
-    """The Translator of a trained run directory (its model and tokenizers).
-
-    engine: "keras" (a `Translator`), or "ctranslate2": a `CTranslate2Translator` over the run's
-    CTranslate2 directory (converted from its model on first use, `RunDir.ctranslate2_model`),
-    or over `run_dir` itself when it is a directory written by `export --format ctranslate2`;
-    `compute_type` is the engine's (int8 quantizes when loading).
-    """
-    if engine == "ctranslate2":
-        from keras_transformer.ctranslate2_translator import ENGINE_FILE, CTranslate2Translator
-        from keras_transformer.export.ctranslate2 import run_engine_directory
-
-        directory = Path(run_dir)
-        if not (directory / ENGINE_FILE).exists():
-            directory = run_engine_directory(run_dir)
-        return CTranslate2Translator(directory, compute_type=compute_type)
-    if engine != "keras":
-        raise ValueError(f"unknown engine {engine!r}; choose keras or ctranslate2")
-    model, text_path, _ = RunDir(run_dir).load_trained()
-    return Translator(model, text_path, jit_compile=jit_compile)

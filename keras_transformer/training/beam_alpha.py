@@ -8,7 +8,7 @@ validation sentences and stores the best in the run (`RunDir.decoding_file`); tr
 and export use it unless given `--alpha`.
 """
 
-from keras_transformer import decoding
+from keras_transformer.generation import decoding
 
 ALPHAS = (0.6, 1.0, 1.5, 2.0)  # 0.6: GNMT's value; above 2, hypotheses run on to max_length
 
@@ -17,7 +17,7 @@ def choose_alpha(translator, sources, references, beam_size=decoding.BEAM_SIZE, 
     """The alpha whose beam search scores the best corpus BLEU on (sources, references); ties go
     to the smaller alpha. Returns what the run stores: {"beam_size", "alpha", "sentences",
     "validation_bleu": {alpha: BLEU}, "greedy_validation_bleu"}."""
-    from keras_transformer.evaluation import score_translations
+    from keras_transformer.generation.evaluation import score_translations
 
     if not sources:
         raise ValueError("choose_alpha needs validation sentences")

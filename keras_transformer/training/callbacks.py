@@ -46,7 +46,7 @@ class TimeBudget(keras.callbacks.Callback):
 
     def __init__(self, seconds, progress_file, agreement=None):
         super().__init__()
-        from keras_transformer.distribution import WorkerAgreement
+        from keras_transformer.training.distribution import WorkerAgreement
 
         self.seconds, self.progress_file = seconds, progress_file
         self.agreement = agreement or WorkerAgreement()
@@ -203,7 +203,7 @@ class ValidationQuality(keras.callbacks.Callback):
 
     def __init__(self, text_path, sources, references, batch_size=64, agreement=None):
         super().__init__()
-        from keras_transformer.distribution import WorkerAgreement
+        from keras_transformer.training.distribution import WorkerAgreement
 
         self.text_path, self.sources, self.references = text_path, sources, references
         self.batch_size = batch_size
@@ -211,14 +211,14 @@ class ValidationQuality(keras.callbacks.Callback):
         self.translator = self.float32_model = None
 
     def scores(self):
-        from keras_transformer.evaluation import score_translations
+        from keras_transformer.generation.evaluation import score_translations
+        from keras_transformer.generation.translator import Translator
         from keras_transformer.model import float32_copy
-        from keras_transformer.translator import Translator
 
         # in float32, as the kept model translates once loaded (`RunDir.load_model`): a
         # mixed-precision model's weights are copied into a float32 twin at each epoch end
         if self.agreement.jax_processes:
-            from keras_transformer.distribution import process_local_copy
+            from keras_transformer.training.distribution import process_local_copy
 
             self.float32_model = process_local_copy(self.model, self.float32_model)
         else:
@@ -254,7 +254,7 @@ class KeepBest(keras.callbacks.ModelCheckpoint):
 
 class RollingCheckpoints(keras.callbacks.Callback):
     """Saves the weights at each epoch end as `folder/epoch_NNNN.weights.h5` and keeps the last
-    `keep` of them: what checkpoint averaging (`keras_transformer.averaging`) reads."""
+    `keep` of them: what checkpoint averaging (`keras_transformer.training.averaging`) reads."""
 
     def __init__(self, folder, keep):
         super().__init__()

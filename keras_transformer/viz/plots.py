@@ -6,7 +6,7 @@ matplotlib.use("Agg")  # files only: no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_transformer.attention_maps import KINDS  # noqa: E402
+from keras_transformer.generation.attention_maps import KINDS  # noqa: E402
 from keras_transformer.layers.positional import sinusoidal_encoding  # noqa: E402
 
 MASKED_COLOUR = "#d9d9d9"  # cells the mask forbids: score -inf, weight exactly 0

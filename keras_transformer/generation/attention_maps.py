@@ -9,7 +9,7 @@ import dataclasses
 
 import numpy as np
 
-from keras_transformer.decoding import END_ID, START_ID
+from keras_transformer.generation.decoding import END_ID, START_ID
 from keras_transformer.layers.masks import PAD_ID
 
 # kind -> (what it is, rows (queries), columns (keys))

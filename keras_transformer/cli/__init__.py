@@ -36,9 +36,10 @@ def parse_overrides(pairs):
 
 
 def train(args):
-    from keras_transformer.distribution import WorkerLostError
     from keras_transformer.run_dir import IncompatibleRunError
-    from keras_transformer.trainer import TrainSettings, train as run_training
+    from keras_transformer.training.distribution import WorkerLostError
+    from keras_transformer.training.job import train as run_training
+    from keras_transformer.training.settings import TrainSettings
 
     # every TrainSettings field is an option of the same name (`overrides` is --set)
     fields = {field.name for field in dataclasses.fields(TrainSettings)} - {"overrides"}
@@ -88,7 +89,7 @@ def read_sentences(args):
 
 def open_translator(args):
     """The Translator of --engine over the run (or a CTranslate2 export directory)."""
-    from keras_transformer.translator import load_translator
+    from keras_transformer.engines import load_translator
 
     return load_translator(args.run_dir, jit_compile=args.jit_compile, engine=args.engine,
                            compute_type=args.compute_type)
@@ -115,7 +116,7 @@ def translate(args):
 
 
 def evaluate(args):
-    from keras_transformer.evaluation import score_translations
+    from keras_transformer.generation.evaluation import score_translations
     from keras_transformer.run_dir import RunDir
     from pipelines.normalization import normalize
     from pipelines.readers import load_pairs
@@ -151,7 +152,7 @@ def attention_layer(value):
 
 
 def attention(args):
-    from keras_transformer.translator import load_translator
+    from keras_transformer.engines import load_translator
 
     kinds = ("self", "masked", "cross") if args.kind == "all" else (args.kind,)
     layers = None if args.layer == "all" else [args.layer]
@@ -164,13 +165,13 @@ def attention(args):
     maps = translator.attention(args.sentence)
     print(" ".join(maps.output_tokens))
     if args.out or not args.html:
-        from keras_transformer.plots import plot_attention
+        from keras_transformer.viz.plots import plot_attention
 
         out = args.out or "attention.png"
         plot_attention(maps, out, kinds, layers)
         print(f"wrote {out}")
     if args.html:
-        from keras_transformer.attention_page import write_attention_page
+        from keras_transformer.viz.attention_page import write_attention_page
 
         write_attention_page(maps, args.html)
         print(f"wrote {args.html}")
@@ -178,11 +179,11 @@ def attention(args):
 
 
 def average(args):
-    from keras_transformer.averaging import average_run
-    from keras_transformer.evaluation import score_translations
+    from keras_transformer.generation.evaluation import score_translations
+    from keras_transformer.generation.translator import Translator
     from keras_transformer.run_dir import RunDir
-    from keras_transformer.trainer import validation_pairs
-    from keras_transformer.translator import Translator
+    from keras_transformer.training.averaging import average_run
+    from keras_transformer.training.job import validation_pairs
 
     run = RunDir(args.run_dir)
     averaged, files = average_run(run, args.last)
@@ -198,7 +199,7 @@ def average(args):
 
 
 def positional(args):
-    from keras_transformer.plots import plot_positional_encoding
+    from keras_transformer.viz.plots import plot_positional_encoding
 
     plot_positional_encoding(args.out, args.length, args.d_model)
     print(f"wrote {args.out}")
@@ -208,7 +209,9 @@ def positional(args):
 def export(args):
     from pathlib import Path
 
-    from keras_transformer.export import TFLITE_VARIANTS, ExportError, export_run
+    from keras_transformer.export.artifacts import ExportError
+    from keras_transformer.export.tflite import TFLITE_VARIANTS
+    from keras_transformer.export.writer import export_run
 
     name = Path(args.run_dir).resolve().name
     if args.format == "ctranslate2":
@@ -241,7 +244,7 @@ def export(args):
 
 
 def add_search_arguments(command):
-    from keras_transformer import decoding
+    from keras_transformer.generation import decoding
 
     command.add_argument("--search", choices=decoding.SEARCHES, default="greedy",
                          help="decoding: greedy, beam search, or sampling")
@@ -272,9 +275,12 @@ def add_search_arguments(command):
 
 
 def build_parser():
-    from keras_transformer import decoding, recipes
-    from keras_transformer.beam_alpha import ALPHAS
-    from keras_transformer.trainer import KEEP_BEST, PRECISIONS, STRATEGIES, TrainSettings
+    from keras_transformer.generation import decoding
+    from keras_transformer.training import recipes
+    from keras_transformer.training.beam_alpha import ALPHAS
+    from keras_transformer.training.distribution import STRATEGIES
+    from keras_transformer.training.precision import PRECISIONS
+    from keras_transformer.training.settings import KEEP_BEST, TrainSettings
 
     defaults = TrainSettings()
     parser = argparse.ArgumentParser(

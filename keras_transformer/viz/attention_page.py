@@ -10,7 +10,7 @@ import json
 
 import numpy as np
 
-from keras_transformer.attention_maps import KINDS
+from keras_transformer.generation.attention_maps import KINDS
 
 # matplotlib's viridis at 9 evenly spaced points, as in the PNG figures
 VIRIDIS = ["#440154", "#472d7b", "#3b528b", "#2c728e", "#21918c", "#28ae80", "#5ec962",

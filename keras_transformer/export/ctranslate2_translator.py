@@ -19,7 +19,7 @@ from pathlib import Path
 from pipelines.pieces import detokenize_pieces
 
 SEARCHES = ("greedy", "beam", "sample")
-BEAM_SIZE, ALPHA = 4, 0.6  # as keras_transformer.decoding (which needs Keras to import)
+BEAM_SIZE, ALPHA = 4, 0.6  # as keras_transformer.generation.decoding (which needs Keras to import)
 # the files of a model directory beside CTranslate2's own (model.bin, config.json, vocabularies)
 ENGINE_FILE = "keras_transformer.json"
 SOURCE_SPM, TARGET_SPM = "source.spm", "target.spm"

@@ -147,7 +147,7 @@ def check_keras_internals(model):
             f"is Keras {keras.__version__}" + (f", which lacks {', '.join(missing)}" if missing
                                                else "") +
             ". Install a tested Keras (requirements.txt) or check support_multi_worker in "
-            "keras_transformer/distribution.py against this release.")
+            "keras_transformer/training/distribution.py against this release.")
 
 
 def is_chief(strategy_name):

@@ -1,5 +1,6 @@
-"""The reserved tokens and their ids: the one definition the model, decoding, the tokenizers and the
-benchmarks share. Plain constants, no import: the JAX-only GPU machines read them too.
+"""The reserved tokens and their ids: the one definition the tokenizers, the model's masks, decoding
+and the benchmarks share. Below both packages: `keras_transformer` imports it, `pipelines` never
+imports `keras_transformer`. Plain constants, no import: the JAX-only GPU machines read them too.
 
     [PAD]=0    padding: masked in every attention and ignored by the loss
     [UNK]=1    a piece the vocabulary lacks
