@@ -16,7 +16,7 @@ import numpy as np
 from keras import ops
 
 import keras_transformer  # noqa: F401  (the installed package, `pip install -e .`; a quiet start)
-from keras_transformer.config import MIXED_PRECISION
+from keras_transformer.training.precision import POLICIES
 from pipelines.special_tokens import END_ID, PAD_ID, RESERVED_TOKENS, START_ID  # noqa: F401
 
 FIRST_WORD_ID = len(RESERVED_TOKENS)  # synthetic words: every id after the reserved ones
@@ -57,7 +57,7 @@ def has_gpu():
 
 def set_precision(mixed_precision):
     """None / 'bfloat16' / 'float16' -> the global dtype policy; returns its name."""
-    name = MIXED_PRECISION.get(mixed_precision, "float32")
+    name = POLICIES[mixed_precision or "float32"]
     keras.mixed_precision.set_global_policy(name)
     return name
 

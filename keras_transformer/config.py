@@ -4,8 +4,6 @@ import dataclasses
 import json
 
 NORM_POSITIONS = ("post", "pre")
-# --mixed-precision choices -> Keras dtype policies (logits and loss stay float32)
-MIXED_PRECISION = {"bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 POSITION_ENCODINGS = ("sinusoidal", "learned")
 
 

@@ -198,21 +198,30 @@ def build_transformer(config: TransformerConfig, name="transformer") -> Transfor
     return Transformer(config, name=name)
 
 
-def float32_copy(model: Transformer, weights_from=None) -> Transformer:
+def float32_copy(model: Transformer, weights_from=None, process_local=False) -> Transformer:
     """`model` computing in float32: itself if it does, else a float32 Transformer of the same
     config with its weights (a mixed-precision model keeps float32 weights). What inference
     uses, so translations do not depend on 16-bit arithmetic and TFLite (no bfloat16 kernels)
-    converts it. `weights_from`: an earlier copy to refresh instead of building a new one."""
-    if model.compute_dtype == "float32":
+    converts it.
+
+    Args:
+        weights_from: an earlier copy to refresh instead of building a new one.
+        process_local: a copy on this process's devices alone, always (under a multi-process
+            `keras.distribution` the model's weights are global arrays that every process
+            would have to compute on together; the copy holds them whole, replicated).
+    """
+    if model.compute_dtype == "float32" and not process_local:
         return model
     copy = weights_from
     if copy is None:
-        previous = keras.config.dtype_policy()
+        policy, distribution = keras.config.dtype_policy(), keras.distribution.distribution()
         keras.config.set_dtype_policy("float32")
+        if process_local:
+            keras.distribution.set_distribution(None)
         try:
             copy = build_transformer(model.transformer_config, name=model.name)
         finally:
-            keras.config.set_dtype_policy(previous)
+            keras.config.set_dtype_policy(policy)
+            keras.distribution.set_distribution(distribution)
     copy.set_weights(model.get_weights())
     return copy
-

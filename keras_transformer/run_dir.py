@@ -24,6 +24,7 @@ import os
 from pathlib import Path
 
 from keras_transformer.config import TransformerConfig
+from keras_transformer.generation import defaults
 
 SPLITS = ("train", "validation", "test")
 
@@ -69,12 +70,10 @@ class RunDir:
 
     def beam_alpha(self) -> float:
         """Beam search's length penalty exponent for this run: the one the train job chose on
-        validation sentences (decoding.json), else the default (`decoding.ALPHA`)."""
-        from keras_transformer.generation import decoding
-
+        validation sentences (decoding.json), else the default (`defaults.ALPHA`)."""
         if self.decoding_file.exists():
             return float(json.loads(self.decoding_file.read_text())["alpha"])
-        return decoding.ALPHA
+        return defaults.ALPHA
 
     def split_file(self, split):
         return self.data / f"{split}.tsv"

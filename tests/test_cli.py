@@ -1,5 +1,6 @@
 """The command line: train (resume, incompatible runs), translate, evaluate, attention."""
 
+import argparse
 import csv
 import os
 import signal
@@ -13,7 +14,8 @@ import pytest
 import sacrebleu
 
 from conftest import tiny_settings
-from keras_transformer.cli import main, parse_overrides
+from keras_transformer.cli import main, parse_args
+from keras_transformer.cli.options import parse_overrides
 from keras_transformer.run_dir import IncompatibleRunError, RunDir
 from keras_transformer.training.job import train
 
@@ -204,8 +206,11 @@ def test_translate_gives_one_line_per_input_line_whatever_the_bytes(trained_run,
 def test_clear_errors(tmp_path, capsys):
     assert main(["translate", str(tmp_path / "nothing"), "hello"]) == 2
     assert "no such run directory" in capsys.readouterr().err
-    with pytest.raises(SystemExit, match="expected KEY=VALUE"):
+    with pytest.raises(argparse.ArgumentTypeError, match="expected KEY=VALUE"):
         parse_overrides(["layers=3"])
+    with pytest.raises(SystemExit):
+        parse_args(["train", "--set", "layers=3"])
+    assert "KEY one of" in capsys.readouterr().err
     assert parse_overrides(["num_layers=3", "norm_position=pre"]) == {
         "num_layers": 3, "norm_position": "pre"}
 

@@ -1,7 +1,18 @@
-"""What an export writes, as values: the artifacts with their sizes and the ops they need."""
+"""What an export writes, as values: the TFLite variants it can make, the artifacts with their sizes
+and the ops they need. No TensorFlow: the command line reads the variants from here."""
 
 import dataclasses
 from pathlib import Path
+
+# name -> (function converted, weight quantization)
+TFLITE_VARIANTS = {
+    "translate": ("strings", None),
+    "translate_float16": ("strings", "float16"),
+    "translate_int8": ("strings", "int8"),
+    "ids_float32": ("ids", None),
+    "ids_float16": ("ids", "float16"),
+    "ids_int8": ("ids", "int8"),
+}
 
 
 class ExportError(ValueError):

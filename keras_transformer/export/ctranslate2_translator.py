@@ -16,10 +16,9 @@ stream: the same options, not the same samples as ours).
 import json
 from pathlib import Path
 
+from keras_transformer.generation.defaults import ALPHA, BEAM_SIZE, SEARCHES
 from pipelines.pieces import detokenize_pieces
 
-SEARCHES = ("greedy", "beam", "sample")
-BEAM_SIZE, ALPHA = 4, 0.6  # as keras_transformer.generation.decoding (which needs Keras to import)
 # the files of a model directory beside CTranslate2's own (model.bin, config.json, vocabularies)
 ENGINE_FILE = "keras_transformer.json"
 SOURCE_SPM, TARGET_SPM = "source.spm", "target.spm"

@@ -16,7 +16,7 @@ import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 from keras_transformer.export.artifacts import ExportError
-from keras_transformer.generation import decoding
+from keras_transformer.generation import decoding, defaults
 from pipelines.tokenizers import UNK_ID
 
 STRINGS_SPEC = tf.TensorSpec([None], tf.string, name="sentences")
@@ -79,7 +79,7 @@ class TranslationModule(tf.Module):
         jit_compile: compile decoding with XLA (in the SavedModel; never in TFLite).
     """
 
-    def __init__(self, model, text_path, beam_size=decoding.BEAM_SIZE, alpha=decoding.ALPHA,
+    def __init__(self, model, text_path, beam_size=defaults.BEAM_SIZE, alpha=defaults.ALPHA,
                  jit_compile=False):
         super().__init__(name="translation")
         if beam_size < 1:

@@ -5,18 +5,8 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from keras_transformer.export.artifacts import Artifact, ExportError
+from keras_transformer.export.artifacts import TFLITE_VARIANTS, Artifact, ExportError
 from pipelines.tokenizers import END_ID, START_ID, UNK_ID
-
-# name -> (function converted, weight quantization)
-TFLITE_VARIANTS = {
-    "translate": ("strings", None),
-    "translate_float16": ("strings", "float16"),
-    "translate_int8": ("strings", "int8"),
-    "ids_float32": ("ids", None),
-    "ids_float16": ("ids", "float16"),
-    "ids_int8": ("ids", "int8"),
-}
 
 
 def check_variants(variants):

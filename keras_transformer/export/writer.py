@@ -10,7 +10,7 @@ from keras_transformer.export import saved_model, versions
 from keras_transformer.export.artifacts import Artifact, ExportResult
 from keras_transformer.export.serving import TranslationModule
 from keras_transformer.export.tflite import TFLITE_VARIANTS, check_variants, write_tflite
-from keras_transformer.generation import decoding
+from keras_transformer.generation import defaults
 from keras_transformer.run_dir import RunDir
 
 __all__ = ["export", "export_run", "export_saved_model", "export_tflite"]
@@ -21,7 +21,7 @@ MANIFEST = "export.json"
 
 
 def export(model, text_path, directory, *, version=None, jit_compile=False,
-           beam_size=decoding.BEAM_SIZE, alpha=decoding.ALPHA, tflite=tuple(TFLITE_VARIANTS),
+           beam_size=defaults.BEAM_SIZE, alpha=defaults.ALPHA, tflite=tuple(TFLITE_VARIANTS),
            metadata=None) -> ExportResult:
     """Writes a new version of the SavedModel under `directory`, with the core-TensorFlow
     `translate_ids/` SavedModel and the TFLite files `tflite` (names of TFLITE_VARIANTS; ()

@@ -15,11 +15,9 @@ computed (what the attention pictures show).
 import keras
 from keras import ops
 
+from keras_transformer.generation.defaults import ALPHA, BEAM_SIZE
 from keras_transformer.model import TransformerParts
 from pipelines.special_tokens import END_ID, PAD_ID, START_ID
-
-SEARCHES = ("greedy", "beam", "sample")
-BEAM_SIZE, ALPHA = 4, 0.6  # the defaults of beam search everywhere (CLI, Translator, export)
 
 
 def _parts(model):

@@ -7,16 +7,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_transformer.generation import decoding
+from keras_transformer.generation import decoding, defaults
+from keras_transformer.generation.defaults import BATCH_ROWS
 from pipelines.normalization import utf8
 
-# Hypotheses decoded together by default: 64 sentences greedily, 64 // beam_size with beam search.
-# Beam search runs beam_size rows a sentence; at 64 sentences x 4 it decoded 300 IWSLT sentences
-# 2x slower on 2 CPU cores than at 16 x 4, and took 290 MiB more (docs/recipes.md).
-BATCH_ROWS = 64
 
-
-def sentences_per_batch(batch_size, search, beam_size=decoding.BEAM_SIZE):
+def sentences_per_batch(batch_size, search, beam_size=defaults.BEAM_SIZE):
     """`batch_size` if given, else BATCH_ROWS hypotheses' worth of sentences."""
     if batch_size is not None:
         if batch_size < 1:
@@ -60,11 +56,11 @@ class Translator:
         """The traced search: (B, S) ids -> (B, max_length) ids; for "beam", (B, K, max_length)
         ids and (B, K) scores, best first. Beam search's alpha is an input of the trace, not part
         of it, so trying several alphas (`beam_alpha`) traces once."""
-        if search not in decoding.SEARCHES:
-            raise ValueError(f"unknown search {search!r}; choose from {decoding.SEARCHES}")
-        alpha = options.pop("alpha", decoding.ALPHA) if search == "beam" else None
+        if search not in defaults.SEARCHES:
+            raise ValueError(f"unknown search {search!r}; choose from {defaults.SEARCHES}")
+        alpha = options.pop("alpha", defaults.ALPHA) if search == "beam" else None
         # defaults written out, so a default and the same value given explicitly share a trace
-        options = {"no_repeat_ngram": 0, **({"beam_size": decoding.BEAM_SIZE}
+        options = {"no_repeat_ngram": 0, **({"beam_size": defaults.BEAM_SIZE}
                                             if search == "beam" else {}), **options}
         key = (search, tuple(sorted(options.items())))
         if key not in self._traced:
@@ -106,7 +102,7 @@ class Translator:
         if not sentences:
             return []
         batch_size = sentences_per_batch(batch_size, search,
-                                         options.get("beam_size", decoding.BEAM_SIZE))
+                                         options.get("beam_size", defaults.BEAM_SIZE))
         lengths = self.text_path.source_lengths(_strings(sentences)).numpy()
         order = np.argsort(lengths, kind="stable")
         translations = [None] * len(sentences)
@@ -119,7 +115,7 @@ class Translator:
                 translations[i] = text.decode("utf-8")
         return translations
 
-    def translate_nbest(self, sentences, n=decoding.BEAM_SIZE, batch_size=None, **options):
+    def translate_nbest(self, sentences, n=defaults.BEAM_SIZE, batch_size=None, **options):
         """Beam search's `n` best hypotheses of each sentence: list[list[(score, text)]], best
         first; the score is the length-normalized log-probability. `options`: beam_size (at
         least n; default n), alpha, no_repeat_ngram."""

@@ -8,12 +8,12 @@ validation sentences and stores the best in the run (`RunDir.decoding_file`); tr
 and export use it unless given `--alpha`.
 """
 
-from keras_transformer.generation import decoding
+from keras_transformer.generation import defaults
 
 ALPHAS = (0.6, 1.0, 1.5, 2.0)  # 0.6: GNMT's value; above 2, hypotheses run on to max_length
 
 
-def choose_alpha(translator, sources, references, beam_size=decoding.BEAM_SIZE, alphas=ALPHAS):
+def choose_alpha(translator, sources, references, beam_size=defaults.BEAM_SIZE, alphas=ALPHAS):
     """The alpha whose beam search scores the best corpus BLEU on (sources, references); ties go
     to the smaller alpha. Returns what the run stores: {"beam_size", "alpha", "sentences",
     "validation_bleu": {alpha: BLEU}, "greedy_validation_bleu"}."""

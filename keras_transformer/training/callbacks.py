@@ -216,13 +216,10 @@ class ValidationQuality(keras.callbacks.Callback):
         from keras_transformer.model import float32_copy
 
         # in float32, as the kept model translates once loaded (`RunDir.load_model`): a
-        # mixed-precision model's weights are copied into a float32 twin at each epoch end
-        if self.agreement.jax_processes:
-            from keras_transformer.training.distribution import process_local_copy
-
-            self.float32_model = process_local_copy(self.model, self.float32_model)
-        else:
-            self.float32_model = float32_copy(self.model, self.float32_model)
+        # mixed-precision model's weights are copied into a float32 twin at each epoch end (on
+        # this process alone under multi-process JAX: only the chief translates)
+        self.float32_model = float32_copy(self.model, self.float32_model,
+                                          process_local=self.agreement.jax_processes)
         if self.translator is None:  # traced once; it reads the weights as they are now
             self.translator = Translator(self.float32_model, self.text_path)
         hypotheses = self.translator.translate(self.sources, batch_size=self.batch_size)

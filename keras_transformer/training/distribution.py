@@ -242,27 +242,6 @@ class WorkerAgreement:
             self.from_chief([0.0])
 
 
-def process_local_copy(model, previous=None):
-    """A float32 copy of `model` on this process's devices alone: under multi-process JAX the
-    model's weights are global arrays that every process would have to compute on together,
-    and only the chief translates. `previous`: an earlier copy to refresh."""
-    import keras
-
-    from keras_transformer.model import build_transformer
-
-    if previous is None:
-        distribution, policy = keras.distribution.distribution(), keras.config.dtype_policy()
-        keras.distribution.set_distribution(None)
-        keras.config.set_dtype_policy("float32")
-        try:
-            previous = build_transformer(model.transformer_config, name=model.name)
-        finally:
-            keras.distribution.set_distribution(distribution)
-            keras.config.set_dtype_policy(policy)
-    previous.set_weights(model.get_weights())  # replicated: every process holds them whole
-    return previous
-
-
 class WorkerLostError(RuntimeError):
     """A worker of a multi-worker run stopped (killed, crashed, its machine gone) mid-training."""
 

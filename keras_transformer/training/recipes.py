@@ -12,7 +12,7 @@ value was chosen is in docs/recipes.md, with the measurements behind it.
 # last epoch beats the mean of the last ones), one TensorFlow thread per op (its small ops ran ~10%
 # faster so on 2 cores; the medium model's larger ones did not).
 EMBEDDED = dict(preset="small", epochs=7, vocab_size=1000, batch_tokens=1024, warmup_steps=600,
-                learning_rate_scale=0.7, label_smoothing=0.1, steps_per_epoch=None,
+                learning_rate_scale=0.7, label_smoothing=0.1, steps_per_epoch=0,
                 keep_best="val_loss", bleu_sentences=0, early_stopping=0,
                 keep_checkpoints=0, average_last=0, tune_alpha=False, cooldown=0.5,
                 mixed_precision="float32", intra_op_threads=1, model={"dropout": 0.0})

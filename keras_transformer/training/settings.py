@@ -1,64 +1,122 @@
-"""`TrainSettings`: what a training run is made of, each field defaulting to the data's recipe."""
+"""`TrainSettings`: what a training run is made of, each field defaulting to the data's recipe.
+
+Each field is declared once, here, with what the command line needs to offer it (`option`): its
+help, choices and bounds. `cli/options.py` makes `train`'s options from these declarations, and
+`TrainSettings.resolved` checks values against the same choices and bounds, so the Python API and
+the command line accept and refuse alike.
+"""
 
 import dataclasses
 
+from keras_transformer.config import PRESETS
+from keras_transformer.training.distribution import STRATEGIES
+from keras_transformer.training.precision import PRECISIONS
 from keras_transformer.training.recipes import recipe
 
 KEEP_BEST = {"val_bleu": "max", "val_loss": "min"}  # what decides the kept model
+
+
+def option(help, *, choices=None, minimum=None, metavar=None, flag=None, left_out=None):
+    """A field's command-line declaration (dataclass field metadata).
+
+    Args:
+        help: what the option does; the default (the field's, or each recipe's) is appended.
+        choices: the values allowed; minimum: the smallest value allowed (None: no bound).
+        metavar, flag: argparse's; `flag` defaults to --FIELD-NAME.
+        left_out: what a None default means, where it is neither a recipe's value nor "none".
+    """
+    return {"help": help, "choices": choices, "minimum": minimum, "metavar": metavar, "flag": flag,
+            "left_out": left_out}
+
+
+def setting(default=None, **declaration):
+    """A dataclass field with its `option` declaration."""
+    if callable(default):
+        return dataclasses.field(default_factory=default, metadata=option(**declaration))
+    return dataclasses.field(default=default, metadata=option(**declaration))
 
 
 @dataclasses.dataclass
 class TrainSettings:
     """What a run is made of. A field left at None takes the value of the data's recipe
     (`keras_transformer.training.recipes`: one for the embedded dataset, one for real corpora).
+    Each field's help says what it does (`train --help` prints them)."""
 
-    `data`, `validation_data`, `test_data`: "default" (the embedded dataset, for `data`), a TSV or
-    "SOURCE,TARGET" aligned files; held-out splits not given are carved out of `data`.
-    `max_bad_fraction`: malformed lines tolerated (skipped and reported) before the job stops.
-    `vocab_sample`: training pairs (a uniform sample) the vocabularies are learned from.
-    `steps_per_epoch`: steps between evaluations; 0 or None in the recipe: a pass over the data.
-    `max_minutes`: a training time budget, over every session of the run.
-    `cooldown`: the learning rate goes linearly to 0 over the last fraction of the budget, or
-    without one of the epochs (0: off).
-    `keep_best`: "val_bleu" or "val_loss", what decides the kept model.
-    `bleu_sentences`: validation sentences translated for val_bleu/val_chrf each epoch (0: none).
-    `early_stopping`: stop after this many epochs without a better `keep_best` (0: never).
-    `keep_checkpoints`, `average_last`: keep the last N epochs' weights; average the last N.
-    `mixed_precision`: a `precision.PRECISIONS` name; "auto" is bfloat16 where it is native.
-    `tune_alpha`: after training, choose beam search's length penalty on the validation
-    sentences (`beam_alpha`) and store it in the run.
-    `intra_op_threads`: TensorFlow's threads within one op (0: its default, one per core);
-    process-wide, so it takes effect only where the job is the first TensorFlow work.
-    """
-
-    data: str = "default"
-    validation_data: str | None = None
-    test_data: str | None = None
-    max_bad_fraction: float = 0.05
-    vocab_sample: int = 100_000
-    preset: str | None = None
-    overrides: dict = dataclasses.field(default_factory=dict)
-    vocab_size: int | None = None
-    shared_vocab: bool = False
-    batch_tokens: int | None = None
-    warmup_steps: int | None = None
-    learning_rate_scale: float | None = None
-    label_smoothing: float | None = None
-    seed: int = 0
-    epochs: int | None = None
-    steps_per_epoch: int | None = None
-    max_minutes: float | None = None
-    keep_best: str | None = None
-    bleu_sentences: int | None = None
-    early_stopping: int | None = None
-    keep_checkpoints: int | None = None
-    average_last: int | None = None
-    tune_alpha: bool | None = None
-    cooldown: float | None = None
-    jit_compile: bool = False
-    mixed_precision: str | None = None
-    intra_op_threads: int | None = None
-    strategy: str = "default"
+    data: str = setting(
+        "default", help="'default' (the embedded English->Spanish dataset), a TSV of "
+        "source<TAB>target lines, or SOURCE_FILE,TARGET_FILE (line-aligned text files); any size, "
+        "read as a stream")
+    validation_data: str | None = setting(
+        metavar="DATA", help="your own validation set (TSV or SOURCE,TARGET)",
+        left_out="held out of --data by a hash of each source sentence")
+    test_data: str | None = setting(
+        metavar="DATA", help="your own test set (TSV or SOURCE,TARGET)",
+        left_out="held out of --data")
+    max_bad_fraction: float = setting(
+        0.05, minimum=0.0, help="malformed lines (not UTF-8, no tab, an empty side) are skipped and "
+        "reported; stop if more than this fraction")
+    vocab_sample: int = setting(
+        100_000, minimum=1, help="training pairs (a uniform sample) the vocabularies are learned "
+        "from")
+    preset: str | None = setting(choices=tuple(sorted(PRESETS)), help="model size")
+    overrides: dict = setting(
+        dict, flag="--set", metavar="KEY=VALUE",
+        help="override a model setting, e.g. --set num_layers=3 --set norm_position=pre "
+        "(repeatable; applied on top of the recipe's model settings when the preset is the "
+        "recipe's)")
+    vocab_size: int | None = setting(
+        minimum=8, help="SentencePiece vocabulary size per language, or shared")
+    shared_vocab: bool = setting(False, help="one vocabulary for both languages")
+    batch_tokens: int | None = setting(
+        minimum=1, help="batch size in tokens, sentences bucketed by length")
+    warmup_steps: int | None = setting(
+        minimum=1, help="linear warmup of the paper's learning-rate schedule")
+    learning_rate_scale: float | None = setting(
+        minimum=0.0, help="multiplies the paper's schedule")
+    label_smoothing: float | None = setting(minimum=0.0, help="epsilon of label smoothing")
+    seed: int = setting(
+        0, help="seed of data generation, splits, shuffling and initialization")
+    epochs: int | None = setting(minimum=1, help="epochs at most")
+    steps_per_epoch: int | None = setting(
+        minimum=0, help="training steps between evaluations and checkpoints, 0 for a pass over the "
+        "data")
+    max_minutes: float | None = setting(
+        minimum=0.0, help="a training time budget: stop at the end of the step where it runs out, "
+        "then evaluate and report (counted over resumed sessions too)")
+    keep_best: str | None = setting(
+        choices=tuple(sorted(KEEP_BEST)), help="what decides the kept best.keras")
+    bleu_sentences: int | None = setting(
+        minimum=0, help="validation sentences translated each epoch for val_bleu and val_chrf, "
+        "0 none")
+    early_stopping: int | None = setting(
+        minimum=0, metavar="EPOCHS", help="stop after this many epochs without a better "
+        "--keep-best value, 0 never")
+    keep_checkpoints: int | None = setting(
+        minimum=0, metavar="N", help="keep the weights of the last N epochs in checkpoints/, for "
+        "`average`")
+    average_last: int | None = setting(
+        minimum=0, metavar="N", help="at the end, average the last N epochs' weights into "
+        "averaged.keras, the run's model from then on (translate, evaluate, export), and report "
+        "both models' test scores")
+    tune_alpha: bool | None = setting(
+        help="after training, try beam search alphas on the validation sentences and store the "
+        "best, the default of translate, evaluate and export")
+    cooldown: float | None = setting(
+        minimum=0.0, metavar="FRACTION", help="take the learning rate linearly to 0 over this last "
+        "fraction of the --max-minutes budget, or without one of the --epochs, 0 none")
+    jit_compile: bool = setting(False, help="compile training steps with XLA")
+    mixed_precision: str | None = setting(
+        choices=PRECISIONS, help="compute the layers in 16-bit floats (the weights and the loss "
+        "stay float32); auto: bfloat16 on GPUs and CPUs that compute it natively, else float32")
+    intra_op_threads: int | None = setting(
+        minimum=0, help="TensorFlow's threads within one op, 0: its default, one per core "
+        "(process-wide: it takes effect where the job is the process's first TensorFlow work)")
+    strategy: str = setting(
+        "default", choices=STRATEGIES,
+        help="default: one device; mirrored: every local GPU or CPU device (tf.distribute); "
+        "multi_worker: the machines in TF_CONFIG, the same command on each (tf.distribute); "
+        "data_parallel: keras.distribution over every device, of every process named by "
+        "KERAS_DISTRIBUTION_* (JAX backend)")
 
     # fields that may change when a run is resumed
     FREE = ("epochs", "max_minutes", "cooldown", "early_stopping", "average_last", "tune_alpha",
@@ -66,7 +124,8 @@ class TrainSettings:
 
     def resolved(self) -> "TrainSettings":
         """These settings with every None taken from the data's recipe, and, when the preset is
-        the recipe's, the recipe's model settings under the `--set` overrides."""
+        the recipe's, the recipe's model settings under the `--set` overrides; checked against
+        each field's declared choices and bounds (ValueError)."""
         defaults = recipe(self.data)
         values = dataclasses.asdict(self)
         for name, value in defaults.items():
@@ -74,13 +133,24 @@ class TrainSettings:
                 values[name] = value
         recipe_model = defaults["model"] if self.preset is None else {}
         values["overrides"] = {**recipe_model, **self.overrides}
-        if values["steps_per_epoch"] == 0:  # asked for explicitly: an epoch is a pass over the data
-            values["steps_per_epoch"] = None
-        if values["intra_op_threads"] < 0:
-            raise ValueError(f"intra_op_threads must be 0 or more, got {values['intra_op_threads']}")
-        if values["keep_best"] not in KEEP_BEST:
-            raise ValueError(f"keep_best must be one of {sorted(KEEP_BEST)}, got {values['keep_best']!r}")
-        return TrainSettings(**values)
+        resolved = TrainSettings(**values)
+        resolved.check()
+        if resolved.steps_per_epoch == 0:  # asked for explicitly: an epoch is a pass over the data
+            resolved.steps_per_epoch = None
+        return resolved
+
+    def check(self):
+        """Raises ValueError naming the first field outside its declared choices or bounds."""
+        for field in dataclasses.fields(self):
+            value, declared = getattr(self, field.name), field.metadata
+            if value is None:
+                continue
+            if declared.get("choices") and value not in declared["choices"]:
+                raise ValueError(f"{field.name} must be one of {', '.join(declared['choices'])}, "
+                                 f"got {value!r}")
+            if declared.get("minimum") is not None and value < declared["minimum"]:
+                raise ValueError(f"{field.name} must be {declared['minimum']} or more, got "
+                                 f"{value}")
 
     def identity(self) -> dict:
         """The settings a resumed run must share."""
