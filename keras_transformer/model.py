@@ -167,7 +167,9 @@ class TransformerParts:
 
 @keras.saving.register_keras_serializable(package="keras_transformer")
 class Transformer(keras.Model):
-    """(source (B, S) int32, target (B, T) int32) -> logits (B, T, target_vocab) float32.
+    """(source (B, S) int32, target (B, T) int32) -> logits (B, T, target_vocab) in the compute
+    dtype (float32, or bfloat16/float16 under mixed precision: the fused cross-entropy reads them
+    as they are).
 
     A functional model whose graph is `parts.decode(target, *parts.encode(source))`; it keeps
     its `TransformerConfig` as `config` and its layers as `parts`. Padding id 0 is masked in

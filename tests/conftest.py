@@ -1,14 +1,33 @@
-"""Shared tiny fixtures: configurations small enough that every test runs in seconds."""
+"""Shared fixtures: tiny configurations, and what several test modules read but never change.
 
+Session fixtures, made once per run and read-only (a test that changes one copies it first):
+    trained_run  a run directory trained by the train job for a few seconds (tiny model, the
+                 embedded grammar as a TSV, beam alpha tuned, the last 3 checkpoints kept)
+    copy_task    a tiny model trained to copy sentences of 16 words, with its text path: its
+                 outputs depend on every source token, so parity with it means something
+"""
+
+import dataclasses
 import os
+import shutil
+from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras
-import numpy as np
-import pytest
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
-from keras_transformer import build_transformer, preset
+from keras_transformer import build_transformer, preset  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPORA = ROOT.parent / "shared" / "corpora"
+needs_corpora = pytest.mark.skipif(not CORPORA.is_dir(), reason="../shared/corpora is not here")
+
+
+def project_env(**extra):
+    """The environment of a child process that imports the project from this checkout."""
+    return {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3", **extra}
 
 
 @pytest.fixture(autouse=True)
@@ -35,15 +54,28 @@ def random_tokens(rng, batch, length, vocab_size, low=4):
     return rng.integers(low, vocab_size, size=(batch, length)).astype("int32")
 
 
+def write_pairs(path, pairs):
+    path.write_text("".join(f"{s}\t{t}\n" for s, t in pairs), encoding="utf-8")
+    return path
+
+
 @pytest.fixture(scope="session")
 def small_tsv(tmp_path_factory):
     """3,000 pairs of the embedded grammar as a TSV (what a user's --data looks like)."""
     from pipelines.default_data import generate_pairs
 
-    path = tmp_path_factory.mktemp("data") / "pairs.tsv"
-    path.write_text("".join(f"{s}\t{t}\n" for s, t in generate_pairs(3000, seed=3)),
-                    encoding="utf-8")
-    return path
+    return write_pairs(tmp_path_factory.mktemp("data") / "pairs.tsv", generate_pairs(3000, seed=3))
+
+
+@pytest.fixture(scope="session")
+def held_out(tmp_path_factory):
+    """20-pair validation and test TSVs of the grammar (seeds of their own): what throwaway
+    train jobs validate and report on, so they do not translate hundreds of sentences."""
+    from pipelines.default_data import generate_pairs
+
+    folder = tmp_path_factory.mktemp("held_out")
+    return {"validation_data": str(write_pairs(folder / "dev.tsv", generate_pairs(20, seed=91))),
+            "test_data": str(write_pairs(folder / "test.tsv", generate_pairs(20, seed=92)))}
 
 
 def tiny_settings(data, **changes):
@@ -56,16 +88,87 @@ def tiny_settings(data, **changes):
     return TrainSettings(**{**values, **changes})
 
 
+def quiet(*args):
+    return None
+
+
+TRAINED_RUN = dict(tune_alpha=True, keep_checkpoints=3, bleu_sentences=20)
+
+
 @pytest.fixture(scope="session")
-def trained_run(tmp_path_factory, small_tsv):
-    """A run directory trained for a few seconds: enough for non-trivial translations."""
+def trained_run(tmp_path_factory, small_tsv, held_out):
+    """(run directory, report): a run trained by the train job for a few seconds, enough for
+    translations that differ by sentence; 20 validation and 20 test pairs. Read-only: copy it
+    (`copy_run`) to change it. Its settings: `tiny_settings(small_tsv, **TRAINED_RUN, **held_out)`."""
     from keras_transformer.training.job import train
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    report = train(tiny_settings(small_tsv, tune_alpha=True), out, examples=0, verbose=0,
-                   log=lambda *a: None)
+    report = train(tiny_settings(small_tsv, **TRAINED_RUN, **held_out), out, examples=0,
+                   verbose=0, log=quiet)
     keras.config.set_dtype_policy("float32")
     return out, report
+
+
+def copy_run(run, to):
+    """A copy of a run directory to change."""
+    shutil.copytree(run, to)
+    return to
+
+
+COPY_WORDS = ["casa", "perro", "él", "niño", "über", "café", "día", "año", "qué", "sí",
+              "mañana", "corazón", "sol", "luna", "mar", "río"]
+
+
+@dataclasses.dataclass
+class CopyTask:
+    """A tiny model trained to copy sentences of `COPY_WORDS` (one SentencePiece piece each)."""
+
+    model: object
+    text_path: object
+    word_ids: list
+    max_length: int
+
+    @property
+    def vocab_size(self):
+        return self.text_path.source_tokenizer.vocab_size
+
+    def sentences(self, count, seed=0, longest=None):
+        """Sentences of 1 to `longest` words (default max_length + 2: some are truncated)."""
+        rng = np.random.default_rng(seed)
+        longest = longest or self.max_length + 2
+        return [" ".join(rng.choice(COPY_WORDS, size=size))
+                for size in rng.integers(1, longest + 1, size=count)]
+
+    def source_ids(self, rng, batch, length):
+        """(batch, length) int32 ids of words, no padding, no [START]/[END]."""
+        return rng.choice(self.word_ids, size=(batch, length)).astype("int32")
+
+
+@pytest.fixture(scope="session")
+def copy_task():
+    """A `CopyTask`, trained in ~5 s (plain Adam). Read-only: nothing may train it further."""
+    from keras_transformer.training.loss import MaskedSparseCrossEntropy
+    from pipelines.special_tokens import END_ID, START_ID
+    from pipelines.text_path import TextPath
+    from pipelines.tokenizers import learn_tokenizer
+
+    rng = np.random.default_rng(0)
+    tokenizer = learn_tokenizer([" ".join(rng.permutation(COPY_WORDS)) for _ in range(200)], 64)
+    word_ids = [ids[0] for ids in tokenizer.tokenize(COPY_WORDS).to_list()]
+    assert len(set(word_ids)) == len(COPY_WORDS)  # a piece a word
+    length = 12
+    keras.utils.set_random_seed(0)
+    config = preset("tiny", source_vocab_size=tokenizer.vocab_size,
+                    target_vocab_size=tokenizer.vocab_size, max_length=length)
+    model = build_transformer(config)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=MaskedSparseCrossEntropy(0.0),
+                  jit_compile=False)
+    ids = np.zeros((1024, length + 1), "int32")  # [START] w ... [END] 0 ...
+    for row, size in enumerate(rng.integers(1, length - 1, size=len(ids))):
+        ids[row, :size + 2] = [START_ID, *rng.choice(word_ids, size), END_ID]
+    model.fit([ids[:, :-1], ids[:, :-2]], ids[:, 1:-1], batch_size=32, epochs=8, verbose=0)
+    keras.config.set_dtype_policy("float32")
+    return CopyTask(model, TextPath(tokenizer, tokenizer, length), word_ids, length)
 
 
 TOKENS = {0: "[PAD]", 1: "[UNK]", 2: "[START]", 3: "[END]", 5: "<b>", 6: "&amp;", 7: "él"}
@@ -88,3 +191,14 @@ def attention_maps():
 
     maps = AttentionMaps.from_decoding("<b> &amp; él w8", source[0], decoded, token, token)
     return maps, decoded
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    """Groups for the two xdist workers (`--dist loadgroup`): every file that reads the session's
+    trained run on one worker (the run is then trained once), every other file whole on either
+    (its module fixtures are then made once)."""
+    files_with_run = {item.path for item in items if "trained_run" in item.fixturenames}
+    for item in items:
+        group = "trained_run" if item.path in files_with_run else item.path.name
+        item.add_marker(pytest.mark.xdist_group(group))

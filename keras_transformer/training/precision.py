@@ -1,10 +1,11 @@
 """The train job's compute precision, and "auto": bfloat16 where the hardware computes it natively.
 
-Mixed precision keeps the weights, the logits and the loss in float32 and computes the layers in
-16 bits. bfloat16 needs no loss scaling, and is native on GPUs of compute capability 8.0 and up
-(A100, H100) and on x86 CPUs with AVX512_BF16 or AMX (Intel Cooper Lake and Sapphire Rapids,
-AMD Zen 4): there it trains the `medium` model 1.3-1.6x faster than float32 (docs/recipes.md).
-Elsewhere it is emulated and slower, so "auto" keeps float32.
+Mixed precision keeps the weights and the loss in float32 and computes the layers, the logits
+included, in 16 bits (the fused cross-entropy is float32 a chunk of tokens at a time). bfloat16
+needs no loss scaling, and is native on GPUs of compute capability 8.0 and up (A100, H100) and on
+x86 CPUs with AVX512_BF16 or AMX (Intel Cooper Lake and Sapphire Rapids, AMD Zen 4): there it
+trains the `medium` model 1.3-1.6x faster than float32 (docs/recipes.md). Elsewhere it is emulated
+and slower, so "auto" keeps float32.
 """
 
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
