@@ -19,6 +19,8 @@
       ctranslate2/          the model converted for CTranslate2 (`--engine ctranslate2`), float32
 """
 
+import csv
+import io
 import json
 import os
 from pathlib import Path
@@ -150,6 +152,24 @@ class RunDir:
             raise IncompatibleRunError(
                 f"{self.path} holds a run with other settings ({listed}); use another "
                 "--out, or the same options to resume it")
+
+    def history_rows(self) -> list:
+        """history.csv's rows (dicts of strings), epoch by epoch; none if it is missing. A row
+        that is not whole (a file another program wrote to and left torn) is skipped."""
+        if not self.history.exists():
+            return []
+        with open(self.history, newline="") as file:
+            rows = list(csv.DictReader(file))
+        return [row for row in rows if None not in row.values() and None not in row]
+
+    def write_history(self, rows):
+        """history.csv, whole or not at all: rows (dicts) in epoch order, the columns of all."""
+        columns = ["epoch"] + sorted({key for row in rows for key in row} - {"epoch"})
+        text = io.StringIO()
+        writer = csv.DictWriter(text, columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        write_atomically(self.history, text.getvalue())
 
     def finished_epochs(self) -> int:
         """Epochs of a completed training, 0 while none completed."""

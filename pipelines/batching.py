@@ -22,26 +22,26 @@ _ENCODE_BATCH = 256  # sentences tokenized per call: ragged ops amortize far bet
 STREAM_SHUFFLE_BUFFER = 200_000  # lines shuffled before tokenizing when nothing is cached
 
 
-def text_pairs(data, shuffle_buffer=0, seed=None) -> tf.data.Dataset:
+def text_pairs(data, shuffle_buffer=0, seed=None, reshuffle=True) -> tf.data.Dataset:
     """(source, target) string pairs from a list of pairs, or from a cleaned TSV file (streamed).
 
-    `shuffle_buffer` > 0: pairs shuffled in a buffer of that many, reshuffled each pass. A file's
-    lines are shuffled before they are split: a line is one string where a pair is two, so the
-    buffer takes ~40% less memory for the same order of pairs."""
+    `shuffle_buffer` > 0: pairs shuffled in a buffer of that many, reshuffled each pass (unless
+    `reshuffle` is False). A file's lines are shuffled before they are split: a line is one string
+    where a pair is two, so the buffer takes ~40% less memory for the same order of pairs."""
     if isinstance(data, (str, Path)):
         def split(line):
             fields = tf.strings.split(line, "\t", maxsplit=1)
             return fields[0], fields[-1]
         lines = tf.data.TextLineDataset(str(data))
         if shuffle_buffer:
-            lines = lines.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+            lines = lines.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=reshuffle)
         return lines.map(split, num_parallel_calls=tf.data.AUTOTUNE)
     if not data:
         raise ValueError("no pairs to make a dataset of")
     sources, targets = zip(*data)
     pairs = tf.data.Dataset.from_tensor_slices((list(sources), list(targets)))
     if shuffle_buffer:
-        pairs = pairs.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        pairs = pairs.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=reshuffle)
     return pairs
 
 
@@ -61,7 +61,7 @@ def make_dataset(data, text_path, *, batch_tokens: int, shuffle: bool, seed: int
                  bucketing: bool = True, bucket_width: int = 4, pad_to_bucket: bool = False,
                  drop_remainder: bool = False, cache: bool | None = None,
                  shuffle_buffer: int | None = None, batch_multiple: int = 1,
-                 process_share: tuple[int, int] | None = None) -> tf.data.Dataset:
+                 process_share: tuple[int, int] | None = None, epoch=None) -> tf.data.Dataset:
     """A dataset of `((source, target_in), target_out)` batches, each (B, None) int32 padded with 0.
 
     Args:
@@ -69,7 +69,7 @@ def make_dataset(data, text_path, *, batch_tokens: int, shuffle: bool, seed: int
         text_path: a `pipelines.text_path.TextPath` (tokenizers, framing and max_length).
         batch_tokens: about this many token slots per side of a batch (sentences x padded length).
         shuffle: shuffle the sentences, again each epoch; the order of every epoch depends only on
-            `seed`.
+            `seed` (and on how many times the dataset was iterated before, unless `epoch`).
         bucketing: group sentences of similar length (buckets `bucket_width` tokens wide); otherwise
             batches of `batch_tokens // max_length` sentences.
         pad_to_bucket: pad source and target to their bucket's longest length, so batches come in a
@@ -86,43 +86,88 @@ def make_dataset(data, text_path, *, batch_tokens: int, shuffle: bool, seed: int
         process_share: (index, count): keep process `index`'s rows of each batch, the
             index-th of `count` equal slices (a multiple of `count` rows is needed): what each
             process of a multi-process JAX run feeds, every process reading the same batches.
+        epoch: a tf.Variable (int64) read when each iteration begins: the pass is shuffled in
+            (seed, epoch)'s order, so a run resumed at epoch k takes epoch k's order (the
+            train job sets it at each epoch's start, `callbacks.DataPosition`).
     """
     max_length = text_path.max_length
     if batch_tokens < max_length:
         raise ValueError(f"batch_tokens ({batch_tokens}) must be at least max_length ({max_length})")
     streamed = isinstance(data, (str, Path))
     cache = not streamed if cache is None else cache
-    pairs = text_pairs(data, (shuffle_buffer or STREAM_SHUFFLE_BUFFER) if shuffle and not cache
-                       else 0, seed)
-    dataset = (pairs.batch(_ENCODE_BATCH)
-               .map(text_path.training_example, num_parallel_calls=tf.data.AUTOTUNE,
-                    deterministic=True)
-               .unbatch()
-               .map(lambda inputs, target_out: (inputs, target_out)))  # ragged rows -> dense
+
+    def tokenized(pairs):
+        return (pairs.batch(_ENCODE_BATCH)
+                .map(text_path.training_example, num_parallel_calls=tf.data.AUTOTUNE,
+                     deterministic=True)
+                .unbatch()
+                .map(lambda inputs, target_out: (inputs, target_out)))  # ragged rows -> dense
+
+    def one_pass(pass_seed):
+        """The batches of one pass, shuffled by `pass_seed` (a reshuffle each iteration when it
+        is the int `seed`; exactly that order when it is a tensor)."""
+        explicit = tf.is_tensor(pass_seed)
+        if explicit:
+            # Traced (inside flat_map), this sets the seed of this function's graph only: with
+            # the graph seed 0 (a run seeded 0) tf.data's seed helper would compare the tensor
+            # seed with 0 in Python and fail; the order is then (1, pass_seed)'s.
+            tf.random.set_seed(1)
+        if cache:
+            dataset = cached
+            if shuffle:
+                size = shuffle_buffer or (len(data) if not streamed else STREAM_SHUFFLE_BUFFER)
+                dataset = dataset.shuffle(size, seed=pass_seed,
+                                          reshuffle_each_iteration=not explicit)
+        else:
+            dataset = tokenized(text_pairs(data, (shuffle_buffer or STREAM_SHUFFLE_BUFFER)
+                                           if shuffle else 0, pass_seed,
+                                           reshuffle=not explicit))
+        return _batched(dataset)
+
+    def _batched(dataset):
+        if bucketing:
+            # Buckets of lengths 1..w, w+1..2w, ..., the last one ending at max_length.
+            boundaries = list(range(bucket_width + 1, max_length + 1, bucket_width))
+            if pad_to_bucket:  # padding to a boundary needs an upper bound on the last bucket too
+                boundaries.append(max_length + 1)
+            longest = [bound - 1 for bound in boundaries] + [max_length]
+            dataset = dataset.bucket_by_sequence_length(
+                lambda inputs, target_out: tf.maximum(tf.shape(inputs[0])[0],
+                                                      tf.shape(target_out)[0]),
+                boundaries, [batch_tokens // length for length in longest],
+                pad_to_bucket_boundary=pad_to_bucket, drop_remainder=drop_remainder)
+        else:
+            dataset = dataset.padded_batch(batch_tokens // max_length,
+                                           drop_remainder=drop_remainder)
+        if batch_multiple > 1:
+            dataset = dataset.map(lambda inputs, target_out: pad_rows_to_multiple(
+                (inputs, target_out), batch_multiple))
+        if process_share is not None:
+            dataset = dataset.map(lambda inputs, target_out: rows_of_process(
+                (inputs, target_out), *process_share))
+        return dataset
+
     if cache:
-        dataset = dataset.cache()
-        if shuffle:
-            size = shuffle_buffer or (len(data) if not streamed else STREAM_SHUFFLE_BUFFER)
-            dataset = dataset.shuffle(size, seed=seed, reshuffle_each_iteration=True)
-    if bucketing:
-        # Buckets of lengths 1..w, w+1..2w, ..., the last one ending at max_length.
-        boundaries = list(range(bucket_width + 1, max_length + 1, bucket_width))
-        if pad_to_bucket:  # padding to a boundary needs an upper bound on the last bucket too
-            boundaries.append(max_length + 1)
-        longest = [bound - 1 for bound in boundaries] + [max_length]
-        dataset = dataset.bucket_by_sequence_length(
-            lambda inputs, target_out: tf.maximum(tf.shape(inputs[0])[0], tf.shape(target_out)[0]),
-            boundaries, [batch_tokens // length for length in longest],
-            pad_to_bucket_boundary=pad_to_bucket, drop_remainder=drop_remainder)
-    else:
-        dataset = dataset.padded_batch(batch_tokens // max_length, drop_remainder=drop_remainder)
-    if batch_multiple > 1:
-        dataset = dataset.map(lambda inputs, target_out: pad_rows_to_multiple(
-            (inputs, target_out), batch_multiple))
-    if process_share is not None:
-        dataset = dataset.map(lambda inputs, target_out: rows_of_process(
-            (inputs, target_out), *process_share))
+        cached = tokenized(text_pairs(data)).cache()
+    if epoch is None:
+        dataset = one_pass(seed)
+    else:  # read when an iteration (a pass) begins: its order is (seed, epoch)'s
+        dataset = tf.data.Dataset.from_tensors(0).flat_map(
+            lambda _: one_pass(pass_seed(seed, epoch.read_value())))
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def pass_seed(seed, epoch):
+    """The shuffle seed of pass `epoch` (an int64 tensor) of a run seeded `seed`: distinct for
+    every (seed, epoch), the same on every machine."""
+    return tf.cast(seed, tf.int64) * 1_000_003 + tf.cast(epoch, tf.int64) + 1
+
+
+def continued(stream, steps):
+    """`stream` (an endless dataset) from its `steps`-th batch on, `steps` (a tf.Variable) read
+    when an iteration begins: what a resumed run trains on is what the uninterrupted run would
+    have trained on from there."""
+    return tf.data.Dataset.from_tensors(0).flat_map(lambda _: stream.skip(steps.read_value()))
 
 
 def rows_of_process(batch, index, count):

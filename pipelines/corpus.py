@@ -106,8 +106,8 @@ def prepare_corpus(data, out, *, validation=None, test=None, seed=0, sample_size
     if held_out:
         lines = count_lines(data)
         fraction = min(HELD_OUT_FRACTION, MAX_HELD_OUT / max(lines, 1))
-    rng = random.Random(seed)
-    sample, sizes, reports = [], dict.fromkeys(SPLITS, 0), []
+    sampler = Reservoir(sample_size, seed)
+    sizes, reports = dict.fromkeys(SPLITS, 0), []
 
     report = ReadReport(max_reported=20)
     progress = _Progress(log, f"reading {data}")
@@ -120,13 +120,8 @@ def prepare_corpus(data, out, *, validation=None, test=None, seed=0, sample_size
                 split = "train"
             writers[split].write(tsv_line(source, target))
             sizes[split] += 1
-            if split == "train":  # reservoir sampling: a uniform sample of what train keeps
-                if len(sample) < sample_size:
-                    sample.append((source, target))
-                else:
-                    slot = rng.randrange(sizes["train"])
-                    if slot < sample_size:
-                        sample[slot] = (source, target)
+            if split == "train":
+                sampler.add((source, target))
             if report.lines % 65536 == 0:
                 progress(report)
     finally:
@@ -151,5 +146,31 @@ def prepare_corpus(data, out, *, validation=None, test=None, seed=0, sample_size
                         f"{report.kept} good pairs; too little data to hold sentences out "
                         "(give --validation-data and --test-data)" if held_out else
                         f"no good pairs in the {' and '.join(empty)} data")
-    return PreparedCorpus(files, sizes, sample, reports)
+    return PreparedCorpus(files, sizes, sampler.sample, reports)
+
+
+class Reservoir:
+    """A uniform random sample of at most `size` of the items added (reservoir sampling), the
+    same for the same seed and items."""
+
+    def __init__(self, size, seed):
+        self.size, self.rng, self.seen, self.sample = size, random.Random(seed), 0, []
+
+    def add(self, item):
+        self.seen += 1
+        if len(self.sample) < self.size:
+            self.sample.append(item)
+        else:
+            slot = self.rng.randrange(self.seen)
+            if slot < self.size:
+                self.sample[slot] = item
+
+
+def sample_pairs(path, size, seed) -> list:
+    """The sample `prepare_corpus` kept, drawn again from its cleaned train split (`path`): the
+    same pairs for the same seed and size, read in one streaming pass."""
+    sampler = Reservoir(size, seed)
+    for pair in read_pairs(path, ReadReport(max_reported=0)):
+        sampler.add(pair)
+    return sampler.sample
 

@@ -60,12 +60,30 @@ def saved_model_file():
     found["recorded_greedy_equal"] = bool(
         (np.asarray(tokens) == np.asarray(decoding.greedy_decode(model, data["source"], 5))).all())
     found["masked_future_max"] = max(float(np.triu(np.asarray(w), 1).max()) for w in masked)
+    # a seed past int32's range: TensorFlow's products wrapped; JAX raised OverflowError
+    sampled = decoding.sample_decode(model, data["source"], 6, seed=123456789)
+    found["sampled_equal"] = bool((np.asarray(sampled) == data["sampled"]).all())
     inputs, labels = [data["source"], data["target"][:, :-1]], data["target"][:, 1:]
     model.compile(optimizer=keras.optimizers.Adam(1e-2),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     found["loss_before"] = float(model.evaluate(inputs, labels, verbose=0))
     model.train_on_batch(inputs, labels)
     found["loss_after"] = float(model.evaluate(inputs, labels, verbose=0))
+    return found
+
+
+@check
+def compiled_search():
+    # the searches compiled by jax.jit give the eager tokens, and read weights set later
+    data = np.load(sys.argv[2])
+    model = keras.models.load_model(sys.argv[1])
+    source = data["source"]
+    greedy = decoding.jax_compiled(model, lambda s: decoding.greedy_decode(model, s, 6))
+    found = {"greedy_equal": bool((np.asarray(greedy(source))
+                                   == np.asarray(decoding.greedy_decode(model, source, 6))).all())}
+    model.set_weights([w * 1.5 for w in model.get_weights()])  # as the train job's twin is set
+    found["new_weights_read"] = bool((np.asarray(greedy(source))
+                                      == np.asarray(decoding.greedy_decode(model, source, 6))).all())
     return found
 
 
@@ -147,7 +165,8 @@ def under_jax(tmp_path_factory):
                                                        no_repeat_ngram=2)
     np.savez(folder / "batch.npz", source=source, target=target,
              logits=np.asarray(model([source, target])), beam_tokens=beam_tokens,
-             beam_scores=beam_scores)
+             beam_scores=beam_scores,
+             sampled=np.asarray(decoding.sample_decode(model, source, 6, seed=123456789)))
     model.save(folder / "model.keras")
     result = subprocess.run(
         [sys.executable, "-c", JAX_SCRIPT, str(folder / "model.keras"), str(folder / "batch.npz")],
@@ -173,7 +192,13 @@ def test_keras_file_saved_under_tensorflow_runs_and_trains_under_jax(under_jax):
     assert values["beam_tokens_equal"] and values["beam_score_diff"] < 1e-4
     assert values["recorded_greedy_equal"]
     assert values["masked_future_max"] == 0.0  # cached decoding's weights, under JAX too
+    assert values["sampled_equal"]  # the same samples for a large seed on both backends
     assert values["loss_after"] < values["loss_before"]
+
+
+def test_searches_compiled_by_jax_equal_the_eager_ones_and_read_new_weights(under_jax):
+    values = found(under_jax, "compiled_search")
+    assert values["greedy_equal"] and values["new_weights_read"]
 
 
 def test_fused_cross_entropy_equals_the_plain_form_under_jax(under_jax):

@@ -104,7 +104,7 @@ def measure(tsv, out, args):
 
 # Options only one mode reads, left out of the other's reproduce command
 FIRST_STEP_ONLY = ("preset", "vocab_size", "after_first_step")
-WHOLE_JOB_ONLY = ("whole_job", "minutes", "steps_per_epoch")
+WHOLE_JOB_ONLY = ("whole_job", "minutes", "steps_per_epoch", "mixed_precision")
 
 # The whole job's phases, each begun by the first log line that starts with its marker.
 PHASES = (("data and vocabularies", ""), ("training", "Epoch 1/"),
@@ -116,7 +116,8 @@ def measure_whole_job(tsv, out, args):
     (MiB), and its duration (s)."""
     command = [sys.executable, "-m", "keras_transformer", "train", "--data", str(tsv), "--out", str(out),
                "--max-minutes", str(args.minutes), "--steps-per-epoch", str(args.steps_per_epoch),
-               "--examples", "0"]
+               "--examples", "0"] + (["--mixed-precision", args.mixed_precision]
+                                     if args.mixed_precision else [])
     began = time.perf_counter()
     job = subprocess.Popen(command, cwd=ROOT, env=process.child_env(TF_CPP_MIN_LOG_LEVEL="3"),
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -175,6 +176,8 @@ def parse_args(argv=None):
                              "peak memory by phase (--preset and --vocab-size are then the recipe's)")
     parser.add_argument("--minutes", type=float, default=2.0, help="--whole-job: the training budget")
     parser.add_argument("--steps-per-epoch", type=int, default=100, help="--whole-job")
+    parser.add_argument("--mixed-precision", default=None,
+                        help="--whole-job: the job's --mixed-precision (default: the recipe's, auto)")
     return parser.parse_args(argv)
 
 

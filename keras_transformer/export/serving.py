@@ -17,6 +17,7 @@ from tensorflow.python.framework.convert_to_constants import convert_variables_t
 
 from keras_transformer.export.artifacts import ExportError
 from keras_transformer.generation import decoding, defaults
+from keras_transformer.model import float32_copy
 from pipelines.tokenizers import UNK_ID
 
 STRINGS_SPEC = tf.TensorSpec([None], tf.string, name="sentences")
@@ -87,7 +88,7 @@ class TranslationModule(tf.Module):
         self.text_path = text_path
         self.max_length, self.beam_size = text_path.max_length, int(beam_size)
         self.alpha, self.jit_compile = float(alpha), bool(jit_compile)
-        parts = model.parts
+        parts = float32_copy(model).parts  # served in float32, whatever precision it trained in
         vocab_size, length = parts.source_embedding.vocab_size, self.max_length
 
         def greedy(source_ids):

@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 from keras_transformer.export import saved_model, versions
-from keras_transformer.export.artifacts import Artifact, ExportResult
+from keras_transformer.export.artifacts import Artifact, ExportError, ExportResult
 from keras_transformer.export.serving import TranslationModule
 from keras_transformer.export.tflite import TFLITE_VARIANTS, check_variants, write_tflite
 from keras_transformer.generation import defaults
@@ -42,6 +42,7 @@ def export(model, text_path, directory, *, version=None, jit_compile=False,
     base = Path(directory)
     versions.check_version(base, version)
     check_variants(tflite)
+    check_size(model)
     module = TranslationModule(model, text_path, beam_size, alpha, jit_compile)
     base.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=base))  # non-numeric: unserved
@@ -77,6 +78,24 @@ def export(model, text_path, directory, *, version=None, jit_compile=False,
     return ExportResult(version_dir, [
         Artifact(version_dir / a.path.relative_to(staging), a.kind, a.size, a.extra_ops)
         for a in artifacts])
+
+
+# A SavedModel's graph is one protocol buffer, which cannot pass 2 GiB; its frozen decoders hold
+# the float32 weights as constants twice (greedy and beam search).
+PROTOBUF_LIMIT = 2 ** 31
+FROZEN_COPIES = 2
+
+
+def check_size(model):
+    """ExportError, before anything is traced, where the frozen SavedModel would pass the 2 GiB
+    protocol-buffer limit (the `big` preset with a large vocabulary does)."""
+    frozen = FROZEN_COPIES * 4 * model.count_params()
+    if frozen >= 0.95 * PROTOBUF_LIMIT:
+        raise ExportError(
+            f"the model has {model.count_params():,} parameters: its frozen greedy and beam "
+            f"decoders would hold {frozen / 2 ** 30:.2f} GiB of float32 constants, past the 2 GiB "
+            "limit of a SavedModel's graph. Export it with --format ctranslate2, or train a "
+            "smaller model (a smaller vocabulary or preset)")
 
 
 def export_saved_model(model, text_path, directory, jit_compile=False, **options) -> Path:

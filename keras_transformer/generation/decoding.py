@@ -178,16 +178,23 @@ def gumbel_noise(seed, step, shape):
 
     The uniforms come from an integer hash (a multiply-xorshift finalizer over int32, whose
     products wrap around alike on every backend) rather than a random generator: the same
-    seed and step give the same noise in a traced loop, eagerly, under XLA and under JAX.
+    seed and step give the same noise in a traced loop, eagerly, under XLA and under JAX. Any
+    Python int is a seed: its term is wrapped to int32 here, as the tensors' products wrap.
     """
     rows, columns = shape[0], shape[1]
     index = ops.reshape(ops.arange(rows * columns, dtype="int32"), (rows, columns))
-    h = index * -1640531535 + ops.cast(step, "int32") * 374761393 + int(seed) * 668265263
+    h = index * -1640531535 + ops.cast(step, "int32") * 374761393 + _int32(int(seed) * 668265263)
     for shift, multiplier in ((15, -2048144777), (13, -1028477379)):
         h = ops.bitwise_xor(h, ops.right_shift(h, shift)) * multiplier
     h = ops.bitwise_xor(h, ops.right_shift(h, 16))
     uniform = (ops.cast(ops.bitwise_and(h, 0xFFFFFF), "float32") + 0.5) / float(1 << 24)
     return -ops.log(-ops.log(uniform))
+
+
+def _int32(value):
+    """A Python int wrapped to int32's range, as int32 arithmetic wraps it."""
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value >= 1 << 31 else value
 
 
 def filter_logits(logits, top_k=None, top_p=None):
@@ -367,6 +374,23 @@ def greedy_decode_uncached(model, source_tokens, max_length, end_id=END_ID):
     initial = (ops.convert_to_tensor(0, "int32"), ops.zeros((batch, max_length), "int32"),
                ops.zeros((batch,), "bool"))
     return ops.while_loop(cond, body, initial)[1]
+
+
+def jax_compiled(model, function):
+    """`function` (of arrays, calling the searches on `model`'s parts) compiled by `jax.jit`, once
+    per input shape. The model's weights are inputs of the compiled function
+    (`keras.StatelessScope` maps its variables to them): weights set after compiling, as the
+    train job sets its float32 twin's each epoch, are the ones a call uses. JAX backend only."""
+    import jax
+
+    variables = model.variables
+
+    @jax.jit
+    def run(values, *args):
+        with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+            return function(*args)
+
+    return lambda *args: run([variable.value for variable in variables], *args)
 
 
 def sequence_log_prob(model, source_tokens, output_tokens):

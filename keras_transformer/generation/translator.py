@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from keras_transformer.generation import decoding, defaults
 from keras_transformer.generation.defaults import BATCH_ROWS
+from keras_transformer.model import float32_copy
 from pipelines.normalization import utf8
 
 
@@ -21,11 +22,13 @@ def sentences_per_batch(batch_size, search, beam_size=defaults.BEAM_SIZE):
     return max(1, BATCH_ROWS // beam_size) if search == "beam" else BATCH_ROWS
 
 
-def _between_tf_tensors(function):
-    """`function` of backend arrays, called on tf.Tensors and returning tf.Tensors: the search
-    on a backend other than TensorFlow, between the tensorflow-text tokenizers."""
+def _jax_jitted(model, function):
+    """`decoding.jax_compiled(model, function)` called on tf.Tensors (between the
+    tensorflow-text tokenizers), returning tf.Tensors."""
+    compiled = decoding.jax_compiled(model, function)
+
     def call(*args):
-        outputs = function(*(np.asarray(arg) for arg in args))
+        outputs = compiled(*(np.asarray(arg) for arg in args))
         return tf.nest.map_structure(lambda x: tf.convert_to_tensor(np.asarray(x)), outputs)
     return call
 
@@ -36,11 +39,14 @@ class Translator:
     Sources are normalized, tokenized, framed as [START] pieces [END] and truncated to
     `max_length` tokens, as in training; outputs stop at [END] or after `max_length` tokens.
     A source with no piece (empty, or spaces) gives "". Each search is traced once as a
-    `tf.function` over (B, S) int32 ids (optionally XLA-compiled); on JAX, it runs as it is.
+    `tf.function` over (B, S) int32 ids (optionally XLA-compiled); on JAX, compiled by `jax.jit`
+    once per input shape. The model translates in float32 whatever precision it trained in
+    (`model.float32_copy`): a mixed-precision model is copied.
     """
 
     def __init__(self, model, text_path, jit_compile=False):
-        self.parts = model.parts
+        self.model = float32_copy(model)
+        self.parts = self.model.parts
         self.text_path = text_path
         self.source_tokenizer = text_path.source_tokenizer
         self.target_tokenizer = text_path.target_tokenizer
@@ -79,8 +85,8 @@ class Translator:
             if keras.backend.backend() == "tensorflow":
                 self._traced[key] = tf.function(decode, input_signature=signature,
                                                 jit_compile=self.jit_compile, autograph=False)
-            else:  # JAX: the keras.ops search as it is (its while loop is compiled per shape)
-                self._traced[key] = _between_tf_tensors(decode)
+            else:
+                self._traced[key] = _jax_jitted(self.model, decode)
         traced = self._traced[key]
         if search == "beam":
             return lambda source: traced(source, tf.constant(alpha, tf.float32))

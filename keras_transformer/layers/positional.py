@@ -31,8 +31,10 @@ class PositionalEmbedding(keras.layers.Layer):
     to sit at positions start_position .. start_position + T - 1, so incremental
     decoding embeds one token at position t. `call(hidden, reverse=True)` projects
     (B, T, d_model) onto the transposed embedding matrix, (B, T, vocab) in the compute dtype:
-    the paper's pre-softmax weights shared with the embedding. With `position_encoding="learned"`, positions beyond
-    `max_length - 1` are clipped to the last learned one.
+    the paper's pre-softmax weights shared with the embedding. With `position_encoding="learned"`,
+    a sequence longer than `max_length` is an error where its length is known when the layer is
+    called; where it is known only at run time (inside a traced function), positions beyond
+    `max_length - 1` read the last learned one.
     """
 
     def __init__(self, vocab_size, d_model, max_length=256, position_encoding="sinusoidal",
@@ -73,6 +75,13 @@ class PositionalEmbedding(keras.layers.Layer):
         return self.embed(inputs, start_position, training)
 
     def embed(self, tokens, start_position=0, training=None):
+        length = tokens.shape[1]
+        if (self.position_embedding is not None and isinstance(length, int)
+                and isinstance(start_position, int) and start_position + length > self.max_length):
+            raise ValueError(
+                f"{start_position + length} positions, and the learned position table holds "
+                f"max_length={self.max_length}: cut the sequences to max_length (the text path "
+                "does), or build the model with a larger max_length")
         embedded = self.token_embedding(tokens)
         embedded = embedded * ops.cast(math.sqrt(self.d_model), embedded.dtype)
         positions = self.positions(ops.shape(tokens)[1], start_position)

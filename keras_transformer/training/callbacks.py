@@ -249,6 +249,45 @@ class KeepBest(keras.callbacks.ModelCheckpoint):
             os.replace(partial, self.final_path)
 
 
+class DataPosition(keras.callbacks.Callback):
+    """Where the training data stream stands, so that a resumed run trains on the batches the
+    uninterrupted run would have: `steps`, the optimizer's step count once BackupAndRestore has
+    restored it (an endless stream skips that many batches, `batching.continued`), and `epoch`,
+    the epoch about to run (a pass over the data takes (seed, epoch)'s order,
+    `batching.make_dataset(epoch=...)`). Both are tf.Variables the datasets read when an
+    iteration begins. Put it after BackupAndRestore."""
+
+    def __init__(self, steps_mode):
+        super().__init__()
+        import tensorflow as tf
+
+        self.steps_mode = steps_mode
+        self.steps = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+    def on_train_begin(self, logs=None):
+        if self.steps_mode:
+            self.steps.assign(int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch.assign(epoch)
+
+
+class EpochHistory(keras.callbacks.Callback):
+    """history.csv, one row per epoch (its logs: losses, accuracy, val_bleu, ...), rewritten whole
+    at each epoch end (`RunDir.write_history`): a crash mid-write leaves the previous file, never a
+    torn row (Keras's CSVLogger appends). An epoch run again after a crash replaces its row."""
+
+    def __init__(self, run):
+        super().__init__()
+        self.run = run
+
+    def on_epoch_end(self, epoch, logs=None):
+        rows = [row for row in self.run.history_rows() if int(row["epoch"]) != epoch]
+        rows.append({"epoch": epoch, **{key: float(value) for key, value in (logs or {}).items()}})
+        self.run.write_history(sorted(rows, key=lambda row: int(row["epoch"])))
+
+
 class RollingCheckpoints(keras.callbacks.Callback):
     """Saves the weights at each epoch end as `folder/epoch_NNNN.weights.h5` and keeps the last
     `keep` of them: what checkpoint averaging (`keras_transformer.training.averaging`) reads."""

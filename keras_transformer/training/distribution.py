@@ -236,10 +236,58 @@ class WorkerAgreement:
             self.strategy.experimental_distribute_values_from_function(contribution), axis=None)
         return [float(value) for value in np.asarray(summed)]
 
+    def total(self, values):
+        """The sum over every worker of its `values` (a list of floats)."""
+        if not self.collective:
+            return [float(value) for value in values]
+        import numpy as np
+
+        mine = np.asarray(values, "float32")
+        if self.jax_processes:
+            from jax.experimental import multihost_utils
+
+            return [float(v) for v in np.asarray(multihost_utils.process_allgather(mine)).sum(0)]
+        import tensorflow as tf
+
+        local_replicas = len(self.strategy.extended.worker_devices)
+
+        def contribution(context):  # each worker's first replica sends; the others add 0
+            first = context.replica_id_in_sync_group % local_replicas == 0
+            return tf.constant(mine if first else np.zeros_like(mine))
+
+        summed = self.strategy.reduce(
+            tf.distribute.ReduceOp.SUM,
+            self.strategy.experimental_distribute_values_from_function(contribution), axis=None)
+        return [float(value) for value in np.asarray(summed)]
+
+    def check_same_settings(self, settings: dict):
+        """Raises ValueError on every worker, naming the settings, where any worker's `settings`
+        differ from the chief's: a worker with another budget, cooldown or batch size takes a
+        different number of steps or collectives, and the others would wait for it forever. Two
+        collectives, the first of the run."""
+        names = sorted(settings)
+        mine = [_digest(settings[name]) for name in names]
+        chiefs = self.from_chief(mine)
+        differs = self.total([float(a != b) for a, b in zip(mine, chiefs)])
+        different = [name for name, count in zip(names, differs) if count]
+        if different:
+            raise ValueError(
+                "the workers of this run were started with different settings: "
+                f"{', '.join(different)} (here: "
+                f"{', '.join(f'{name}={settings[name]!r}' for name in different)}); start every "
+                "worker with the same options")
+
     def barrier(self):
         """Returns once every worker has called it."""
         if self.collective:
             self.from_chief([0.0])
+
+
+def _digest(value) -> float:
+    """A 16-bit digest of a setting's value, exact as a float32 (what the collectives carry)."""
+    import zlib
+
+    return float(zlib.crc32(json.dumps(value, sort_keys=True).encode()) & 0xFFFF)
 
 
 class WorkerLostError(RuntimeError):

@@ -6,7 +6,6 @@ finished epoch (BackupAndRestore) and ends after the same number of epochs, or w
 budget, counted over every session, is spent.
 """
 
-import csv
 import dataclasses
 import json
 import math
@@ -72,14 +71,19 @@ def prepare_data(settings, run, log):
 
 
 def load_tokenizers(settings, run, sample, log):
-    """The run's tokenizers: loaded when resuming, else learned from the sample of training pairs."""
+    """The run's tokenizers: loaded when resuming, else learned from the sample of training pairs
+    (drawn again from the written train split when a run stopped before saving them)."""
     from pipelines import tokenizers
 
     if run.source_tokenizer.exists() and run.target_tokenizer.exists():
         return (tokenizers.SentencePieceTokenizer.load(run.source_tokenizer),
                 tokenizers.SentencePieceTokenizer.load(run.target_tokenizer))
-    if sample is None:
-        raise FileNotFoundError(f"{run.path} holds its data but no tokenizers; use a new --out")
+    if sample is None:  # stopped after the data was written: the same sample, from its train split
+        from pipelines import corpus, readers
+
+        train = run.split_file("train")
+        sample = (readers.load_pairs(train)[0] if settings.data == "default" else
+                  corpus.sample_pairs(train, settings.vocab_sample, settings.seed))
     began = time.perf_counter()
     log(f"learning {'a shared' if settings.shared_vocab else 'source and target'} SentencePiece "
         f"vocabular{'y' if settings.shared_vocab else 'ies'} of {settings.vocab_size} pieces "
@@ -94,10 +98,7 @@ def load_tokenizers(settings, run, sample, log):
 
 def best_so_far(run, monitor):
     """The best `monitor` value in history.csv, so a resumed run keeps the true best model."""
-    if not run.history.exists():
-        return None
-    with open(run.history) as file:
-        values = [float(row[monitor]) for row in csv.DictReader(file) if row.get(monitor)]
+    values = [float(row[monitor]) for row in run.history_rows() if row.get(monitor)]
     if not values:
         return None
     return max(values) if KEEP_BEST[monitor] == "max" else min(values)
@@ -198,19 +199,25 @@ def fit(job, verbose, log) -> dict:
 
     settings, run, strategy, config = job.settings, job.run, job.strategy, job.config
 
+    # Epochs of a fixed number of steps (and every multi-worker run) read one endless stream,
+    # in which a resumed run skips the steps already taken; epochs of a pass over the data take
+    # the order of their epoch number. Either way a resumed run trains on the batches the
+    # uninterrupted one would have (`callbacks.DataPosition`).
+    steps_mode = bool(settings.steps_per_epoch) or settings.strategy == "multi_worker"
+    position = job_callbacks.DataPosition(steps_mode)
+
     def dataset(split, training):
         # XLA compiles once per batch shape (JAX always compiles the step): pad to a few fixed
         # shapes, drop ragged remainders
         fixed = settings.jit_compile or keras.backend.backend() == "jax"
-        data = batching.make_dataset(
+        return batching.make_dataset(
             run.split_file(split), job.text_path, batch_tokens=settings.batch_tokens,
             shuffle=training, seed=settings.seed, pad_to_bucket=fixed,
             drop_remainder=fixed and training, cache=job.sizes[split] <= CACHED_PAIRS,
             shuffle_buffer=min(job.sizes[split], batching.STREAM_SHUFFLE_BUFFER) or None,
             batch_multiple=data_parallel_devices(),  # data_parallel splits batches evenly
-            process_share=process_share())
-        # with a fixed number of steps per epoch, epochs may end anywhere in the data
-        return data.repeat() if training and settings.steps_per_epoch else data
+            process_share=process_share(),
+            epoch=position.epoch if training and not steps_mode else None)
 
     with strategy.scope():
         model = build_transformer(config)
@@ -233,9 +240,10 @@ def fit(job, verbose, log) -> dict:
         workers = worker_count()
         if steps_per_epoch is None:
             steps_per_epoch = max(1, batch_count(train_data) // workers)
-            train_data = train_data.repeat()
         validation_steps = max(1, batch_count(validation_data) // workers)
         validation_data = validation_data.repeat()
+    if steps_mode:  # epochs may end anywhere in the data
+        train_data = batching.continued(train_data.repeat(), position.steps)
 
     budget = job_callbacks.TimeBudget(
         None if settings.max_minutes is None else 60 * settings.max_minutes, run.progress,
@@ -250,7 +258,8 @@ def fit(job, verbose, log) -> dict:
         history = model.fit(train_data, validation_data=validation_data, epochs=settings.epochs,
                             steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
                             shuffle=False,  # the dataset shuffles itself, with the run's seed
-                            callbacks=callbacks(job, budget, schedule, log), verbose=verbose)
+                            callbacks=callbacks(job, budget, schedule, position, log),
+                            verbose=verbose)
     seconds = round(time.perf_counter() - began, 1)
     if budget.spent:
         log(f"the time budget of {settings.max_minutes:g} minutes is spent: training stopped "
@@ -264,11 +273,10 @@ def fit(job, verbose, log) -> dict:
 
 
 def _epochs_done(run):
-    with open(run.history) as file:
-        return sum(1 for _ in csv.DictReader(file))
+    return len(run.history_rows())
 
 
-def callbacks(job, budget, schedule, log):
+def callbacks(job, budget, schedule, position, log):
     """The job's callbacks, in order: quality first (it adds val_bleu to the logs the others read)."""
     settings, run = job.settings, job.run
     monitor, mode = settings.keep_best, KEEP_BEST[settings.keep_best]
@@ -286,9 +294,10 @@ def callbacks(job, budget, schedule, log):
         found.append(job_callbacks.EpochCooldown(schedule, settings.epochs, settings.cooldown))
     found += [
         keras.callbacks.BackupAndRestore(str(run.backup), double_checkpoint=True),
+        position,  # after BackupAndRestore: reads the restored step count
         job_callbacks.KeepBest(run.best_model, monitor=monitor, mode=mode,
                                initial_value_threshold=best_so_far(run, monitor)),
-        keras.callbacks.CSVLogger(str(run.history), append=True),
+        job_callbacks.EpochHistory(run),
         keras.callbacks.TensorBoard(str(run.logs)),
         keras.callbacks.TerminateOnNaN(),
     ]
@@ -367,6 +376,7 @@ def train(settings: TrainSettings, out, examples=5, verbose="auto", log=print):
     job = set_up(settings, out, log)
     result = {"run_dir": str(job.run.path), "epochs": job.settings.epochs}
     with worker_loss_stops_the_job(job.settings.strategy, out):
+        job.agreement.check_same_settings(dataclasses.asdict(job.settings))
         # the chief's word: a worker stopped between the two marks must not train alone
         if job.agreement.from_chief([is_finished(job)])[0]:
             log(f"{job.run.path} already finished {job.run.finished_epochs()} epochs; reporting "

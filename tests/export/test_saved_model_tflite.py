@@ -557,3 +557,14 @@ def test_export_command_in_a_fresh_process(trained_run, tmp_path):
                           env=env, timeout=600)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "exists and versions are never overwritten" in done.stderr
+
+
+def test_a_model_past_the_savedmodel_limit_is_refused_before_tracing():
+    from keras_transformer.export.writer import check_size
+
+    class Big:  # the `big` preset's size with a 64k vocabulary: ~280M parameters
+        def count_params(self):
+            return 280_000_000
+
+    with pytest.raises(ex.ExportError, match="past the 2 GiB limit.*--format ctranslate2"):
+        check_size(Big())

@@ -56,3 +56,12 @@ def test_reverse_projects_onto_the_embedding_matrix():
 def test_unknown_encoding_is_rejected():
     with pytest.raises(ValueError, match="position_encoding"):
         PositionalEmbedding(10, 8, position_encoding="rotary")
+
+
+def test_learned_positions_past_max_length_are_an_error_not_a_silent_clip():
+    layer = PositionalEmbedding(20, 8, max_length=6, position_encoding="learned")
+    layer(np.ones((1, 6), "int32"))  # max_length positions: fine
+    with pytest.raises(ValueError, match="max_length=6"):
+        layer(np.ones((1, 7), "int32"))
+    sinusoidal = PositionalEmbedding(20, 8, max_length=6)
+    assert sinusoidal(np.ones((1, 9), "int32")).shape == (1, 9, 8)  # computed for any position

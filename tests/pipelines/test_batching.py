@@ -27,6 +27,11 @@ def dataset(pairs, tokenizers, max_length=32, **options):
     return make_dataset(pairs, TextPath(*tokenizers, max_length), **settings)
 
 
+@pytest.fixture(scope="module")
+def text_path(tokenizers):
+    return TextPath(*tokenizers, 32)
+
+
 def epoch(dataset):
     """One pass as numpy: [((source, target_in), target_out), ...]."""
     return [tf.nest.map_structure(lambda t: t.numpy(), batch) for batch in dataset]
@@ -149,3 +154,44 @@ def test_a_shuffled_stream_holds_every_pair_once_per_epoch(pairs, tokenizers, tm
     expected = [[START_ID, *ids, END_ID] for ids in tokenizers[0].tokenize([s for s, _ in pairs[:400]]).to_list()]
     assert sorted(epochs[0]) == sorted(epochs[1]) == sorted(expected)
     assert epochs[0] != epochs[1]  # reshuffled each epoch
+
+
+def _batches(dataset, count=None):
+    """The batches of `dataset` (the first `count`) as tuples of lists, for comparison."""
+    found = []
+    for (source, target_in), target_out in dataset:
+        found.append((source.numpy().tolist(), target_out.numpy().tolist()))
+        if count is not None and len(found) == count:
+            break
+    return found
+
+
+def test_a_pass_takes_its_epochs_order_however_often_the_dataset_was_read(text_path, pairs):
+    """What a run resumed at epoch k reads (the dataset read for the first time in its process)
+    is what the uninterrupted run read at epoch k (the dataset's (k+1)-th reading)."""
+    epoch = tf.Variable(0, dtype=tf.int64)
+
+    def data():
+        return make_dataset(pairs, text_path, batch_tokens=256, shuffle=True, seed=3,
+                            epoch=epoch)
+
+    uninterrupted = data()
+    orders = []
+    for k in range(3):
+        epoch.assign(k)
+        orders.append(_batches(uninterrupted))
+    assert orders[0] != orders[1] != orders[2]  # a new order each epoch
+    epoch.assign(2)
+    assert _batches(data()) == orders[2]  # a fresh dataset (a resumed run) at epoch 2
+
+
+def test_an_endless_stream_continues_after_the_steps_taken(text_path, pairs):
+    from pipelines.batching import continued
+
+    stream = make_dataset(pairs, text_path, batch_tokens=256, shuffle=True, seed=3).repeat()
+    whole = _batches(continued(stream, tf.Variable(0, dtype=tf.int64)), 40)
+    steps = tf.Variable(0, dtype=tf.int64)
+    resumed = continued(make_dataset(pairs, text_path, batch_tokens=256, shuffle=True,
+                                     seed=3).repeat(), steps)
+    steps.assign(25)  # read when the iteration begins: after BackupAndRestore restored them
+    assert _batches(resumed, 15) == whole[25:]

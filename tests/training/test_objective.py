@@ -254,3 +254,27 @@ def test_keep_best_replaces_the_best_model_whole_or_not_at_all(tiny_model, tmp_p
     with pytest.raises(KeyboardInterrupt):
         keep.on_epoch_end(2, {"val_loss": 1.0})
     assert best.read_bytes() == first  # the previous best model, whole
+
+
+def test_history_is_written_whole_and_an_epoch_run_again_replaces_its_row(tmp_path, monkeypatch):
+    from keras_transformer.run_dir import RunDir
+    from keras_transformer.training.callbacks import EpochHistory
+
+    run = RunDir(tmp_path)
+    history = EpochHistory(run)
+    history.on_epoch_end(0, {"loss": 2.0, "val_bleu": 1.5})
+    history.on_epoch_end(1, {"loss": 1.0, "val_bleu": 3.0})
+    history.on_epoch_end(1, {"loss": 0.9, "val_bleu": 3.5})  # epoch 1 again, after a crash
+    assert [(row["epoch"], row["loss"]) for row in run.history_rows()] == [("0", "2.0"), ("1", "0.9")]
+    whole = run.history.read_text()
+
+    def crash(*args):  # the process dies between writing and renaming
+        raise KeyboardInterrupt
+    monkeypatch.setattr("os.replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        history.on_epoch_end(2, {"loss": 0.5, "val_bleu": 4.0})
+    monkeypatch.undo()
+    assert run.history.read_text() == whole  # the previous file, whole
+
+    run.history.write_text(whole + "2,0.5")  # torn by someone else: the half row is skipped
+    assert len(run.history_rows()) == 2
