@@ -1,5 +1,6 @@
 """The train job: the recipes behind the defaults, threads, model selection by validation BLEU,
 checkpoint averaging, and beam search's alpha chosen on validation sentences."""
+
 import csv
 import json
 import subprocess
