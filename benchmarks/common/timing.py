@@ -54,3 +54,25 @@ def percentile(values, q):
     """The sample at quantile q (0-1) of `values`, nearest rank."""
     values = sorted(values)
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+def serve_rounds(runners, singles, batches, rounds):
+    """Times translation engines in rounds of rotating order: each round, per engine, every
+    sentence of `singles` alone (seconds each) and then all `batches` (sentences per second).
+    `runners`: name -> function(list of sentences) -> list of translations. Returns
+    (latency {name: [s]}, throughput {name: [sentences/s]}, outputs {name: the batches'
+    translations, of the last round})."""
+    names = list(runners)
+    count = sum(len(batch) for batch in batches)
+    latency, throughput, outputs = ({name: [] for name in names} for _ in range(3))
+    for round_index in range(rounds):
+        for name in rotation(names, round_index):
+            run = runners[name]
+            for sentence in singles:
+                began = time.perf_counter()
+                run([sentence])
+                latency[name].append(time.perf_counter() - began)
+            began = time.perf_counter()
+            outputs[name] = [text for batch in batches for text in run(batch)]
+            throughput[name].append(count / (time.perf_counter() - began))
+    return latency, throughput, outputs

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for `import common`
 from common import device, process  # noqa: E402
-from common.timing import percentile, rotation, spread  # noqa: E402
+from common.timing import percentile, serve_rounds, spread  # noqa: E402
 
 TFLITE = {"TFLite float32": "translate", "TFLite float16": "translate_float16",
           "TFLite int8": "translate_int8"}
@@ -87,21 +87,7 @@ def main(argv=None):
             run(batches[0])
         warm_seconds = time.perf_counter() - warm_began
 
-        names = list(runners)
-        latency = {name: [] for name in names}
-        throughput = {name: [] for name in names}
-        outputs = {}
-        for round_index in range(args.rounds):
-            for name in rotation(names, round_index):
-                run = runners[name]
-                for sentence in singles:
-                    began = time.perf_counter()
-                    run([sentence])
-                    latency[name].append(time.perf_counter() - began)
-                began = time.perf_counter()
-                translated = [text for batch in batches for text in run(batch)]
-                throughput[name].append(len(sentences) / (time.perf_counter() - began))
-                outputs[name] = translated
+        latency, throughput, outputs = serve_rounds(runners, singles, batches, args.rounds)
 
     reference = outputs["SavedModel"]
     print(f"{device.machine_line()}; LiteRT threads {args.threads}")
@@ -111,7 +97,7 @@ def main(argv=None):
               f"{f'batch {args.batch} sent/s':>16} {'spread':>7} {'agreement':>10}")
     print(header)
     print("-" * len(header))
-    for name in names:
+    for name in runners:
         ms = [1000 * value for value in latency[name]]
         agreement = np.mean([a == b for a, b in zip(outputs[name], reference)])
         print(f"{name:<16} {sizes[name] / 2 ** 20:>8.2f} {statistics.median(ms):>20.1f} "

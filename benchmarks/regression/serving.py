@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for `import common`
 from common import device, process  # noqa: E402
-from common.timing import rotation  # noqa: E402
+from common.timing import serve_rounds  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -126,20 +126,7 @@ def main(argv=None):
             run(singles[:1])
             run(batches[0])
 
-        names = list(runners)
-        latency = {name: [] for name in names}
-        throughput = {name: [] for name in names}
-        outputs = {}
-        for round_index in range(args.rounds):
-            for name in rotation(names, round_index):
-                run = runners[name]
-                for sentence in singles:
-                    began = time.perf_counter()
-                    run([sentence])
-                    latency[name].append(time.perf_counter() - began)
-                began = time.perf_counter()
-                outputs[name] = [text for batch in batches for text in run(batch)]
-                throughput[name].append(len(sources) / (time.perf_counter() - began))
+        latency, throughput, outputs = serve_rounds(runners, singles, batches, args.rounds)
 
         parity = {}
         if args.parity:
@@ -163,7 +150,7 @@ def main(argv=None):
               f"{'agreement':>9} |")
     print(header)
     print("|" + "|".join("-" * (len(cell)) for cell in header.split("|")[1:-1]) + "|")
-    for name in names:
+    for name in runners:
         engine, search = name
         base = statistics.median(throughput["SavedModel", search]) \
             if ("SavedModel", search) in throughput else float("nan")
