@@ -5,6 +5,11 @@ import json
 
 NORM_POSITIONS = ("post", "pre")
 POSITION_ENCODINGS = ("sinusoidal", "learned")
+# "interleaved": the paper's sin at 2i, cos at 2i + 1; "sines_then_cosines": Marian's layout
+POSITION_LAYOUTS = ("interleaved", "sines_then_cosines")
+# the feed-forward's nonlinearity: the paper's relu; swish and gelu (Marian's "gelu" is
+# x * sigmoid(1.702 x), "gelu_sigmoid" here; "gelu" is the exact, erf one)
+ACTIVATIONS = ("relu", "swish", "gelu", "gelu_sigmoid")
 
 
 @dataclasses.dataclass
@@ -17,6 +22,9 @@ class TransformerConfig:
     for source and target (needs equal vocabulary sizes); `tie_output_embeddings`
     reuses the target embedding matrix as the pre-softmax projection (the paper
     does both).
+
+    The options after `attention_dropout` describe pretrained checkpoints' variants (Marian /
+    OPUS-MT: `keras_transformer.pretrained`); their defaults are the paper's.
     """
 
     source_vocab_size: int = 37000
@@ -39,6 +47,15 @@ class TransformerConfig:
     # 0 lets training attend by the fused kernel (`ops.dot_product_attention`: flash attention
     # on GPUs), which never materializes the weights to drop.
     attention_dropout: float = None
+    activation: str = "relu"
+    position_layout: str = "interleaved"
+    # a learned bias added to the tied output projection's logits (Marian's
+    # decoder_ff_logit_out_b); an untied projection always has one
+    output_bias: bool = False
+    # embeddings times sqrt(d_model) before the positions are added (the paper, section 3.4)
+    scale_embeddings: bool = True
+    # the source framing: [START] x [END] (ours), or x [END] (Marian's)
+    source_start_token: bool = True
 
     def __post_init__(self):
         if self.d_model % self.num_heads:
@@ -53,6 +70,10 @@ class TransformerConfig:
             raise ValueError(
                 f"position_encoding={self.position_encoding!r}; "
                 f"expected one of {POSITION_ENCODINGS}")
+        for name, allowed in (("activation", ACTIVATIONS),
+                              ("position_layout", POSITION_LAYOUTS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r}; expected one of {allowed}")
         if self.share_embeddings and self.source_vocab_size != self.target_vocab_size:
             raise ValueError(
                 "share_embeddings needs equal vocabulary sizes, got "

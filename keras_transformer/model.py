@@ -14,6 +14,7 @@ from keras_transformer.config import TransformerConfig
 from keras_transformer.layers import (
     DecoderBlock,
     EncoderBlock,
+    OutputBias,
     PositionalEmbedding,
     decoder_self_attention_mask,
     key_padding_mask,
@@ -38,7 +39,9 @@ class TransformerParts:
     def __init__(self, config: TransformerConfig):
         def embedding(vocab_size, name):
             return PositionalEmbedding(vocab_size, config.d_model, config.max_length,
-                                       config.position_encoding, config.dropout, name=name)
+                                       config.position_encoding, config.dropout,
+                                       layout=config.position_layout,
+                                       scale=config.scale_embeddings, name=name)
 
         def norm(name):  # pre-norm leaves the last residual sum unnormalized: one more norm
             return (keras.layers.LayerNormalization(epsilon=config.layer_norm_epsilon, name=name)
@@ -47,7 +50,7 @@ class TransformerParts:
         blocks = dict(num_heads=config.num_heads, d_ff=config.d_ff, dropout=config.dropout,
                       norm_position=config.norm_position,
                       layer_norm_epsilon=config.layer_norm_epsilon, ffn_dropout=config.ffn_dropout,
-                      attention_dropout=config.attention_dropout)
+                      attention_dropout=config.attention_dropout, activation=config.activation)
         if config.share_embeddings:
             self.source_embedding = self.target_embedding = embedding(
                 config.source_vocab_size, "shared_embedding")
@@ -62,6 +65,8 @@ class TransformerParts:
         self.output_projection = (None if config.tie_output_embeddings else
                                   keras.layers.Dense(config.target_vocab_size,
                                                      name="output_projection"))
+        self.output_bias = (OutputBias(name="output_bias")
+                            if config.output_bias and self.output_projection is None else None)
         # The model's logits keep the compute dtype (bfloat16 under mixed precision): the fused
         # cross-entropy reads them as they are and is float32 a chunk of tokens at a time.
         self.logits_layer = keras.layers.Activation("linear", name="logits")
@@ -120,9 +125,10 @@ class TransformerParts:
     def scores(self, hidden):
         """(B, T, d_model) decoder output -> (B, T, vocab) logits in the compute dtype."""
         hidden = self._norm(self.decoder_norm, hidden)
-        if self.output_projection is None:
-            return self.target_embedding(hidden, reverse=True)  # tied to the embedding
-        return self.output_projection(hidden)
+        if self.output_projection is not None:
+            return self.output_projection(hidden)
+        logits = self.target_embedding(hidden, reverse=True)  # tied to the embedding
+        return logits if self.output_bias is None else self.output_bias(logits)
 
     def logits(self, hidden):
         """(B, T, d_model) decoder output -> (B, T, vocab) float32, for search and pictures."""

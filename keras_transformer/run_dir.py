@@ -6,6 +6,9 @@
       status.json           epochs finished once training completed
       source.spm            SentencePiece models (vocabulary and normalization rules)
       target.spm
+      source.vocab.json     an imported model's vocabularies (pieces id by id), when its ids are
+      target.vocab.json     not the SentencePiece models' (`keras_transformer.pretrained`)
+      pretrained.json       what an imported run was imported from
       data/{train,validation,test}.tsv   the splits the run used, cleaned
       best.keras            the kept model: best validation BLEU (or loss, --keep-best val_loss)
       averaged.keras        the mean of the last checkpoints (--average-last N, `average`)
@@ -52,6 +55,9 @@ class RunDir:
     status_file = property(lambda self: self.path / "status.json")
     source_tokenizer = property(lambda self: self.path / "source.spm")
     target_tokenizer = property(lambda self: self.path / "target.spm")
+    source_vocabulary = property(lambda self: self.path / "source.vocab.json")
+    target_vocabulary = property(lambda self: self.path / "target.vocab.json")
+    pretrained_file = property(lambda self: self.path / "pretrained.json")
     best_model = property(lambda self: self.path / "best.keras")
     averaged_model = property(lambda self: self.path / "averaged.keras")
     checkpoints = property(lambda self: self.path / "checkpoints")
@@ -100,7 +106,6 @@ class RunDir:
         """(model, text_path, config) of the run's model (`model_file`, default `self.model_file`):
         inference only, no optimizer, in float32 (`load_model`)."""
         from pipelines.text_path import TextPath
-        from pipelines.tokenizers import SentencePieceTokenizer
 
         self.require_trained()
         for path in (self.config_file, self.source_tokenizer, self.target_tokenizer):
@@ -109,9 +114,25 @@ class RunDir:
                                         "of an older version of this package: train it again)")
         config = self.load_config()
         model = self.load_model(model_file)
-        text_path = TextPath(SentencePieceTokenizer.load(self.source_tokenizer),
-                             SentencePieceTokenizer.load(self.target_tokenizer), config.max_length)
+        text_path = TextPath(*self.load_tokenizers(), config.max_length,
+                             config.source_start_token)
         return model, text_path, config
+
+    def load_tokenizers(self):
+        """(source, target) `SentencePieceTokenizer`s, with their vocabularies where the run
+        has them (an imported model)."""
+        from pipelines.tokenizers import SentencePieceTokenizer
+
+        return (SentencePieceTokenizer.load(self.source_tokenizer, self.source_vocabulary),
+                SentencePieceTokenizer.load(self.target_tokenizer, self.target_vocabulary))
+
+    def vocabularies(self):
+        """(source, target) pieces id by id of an imported model, or None: a run trained here
+        takes its ids from its SentencePiece models."""
+        if not self.source_vocabulary.exists():
+            return None
+        return tuple(json.loads(path.read_text(encoding="utf-8"))
+                     for path in (self.source_vocabulary, self.target_vocabulary))
 
     def load_model(self, model_file=None):
         """A model file of this run (default `model_file`), uncompiled, computing in float32

@@ -52,7 +52,7 @@ def count_truncated(pairs, text_path) -> int:
     sources, targets = zip(*pairs)
     source_lengths = text_path.source_tokenizer.tokenize(list(sources)).row_lengths()
     target_lengths = text_path.target_tokenizer.tokenize(list(targets)).row_lengths()
-    truncated = ((source_lengths > text_path.max_length - 2)
+    truncated = ((source_lengths > text_path.source_budget)
                  | (target_lengths > text_path.max_length - 1))
     return int(tf.math.count_nonzero(truncated))
 

@@ -26,6 +26,18 @@ def piece_texts(processor) -> list[str]:
     return first + rest
 
 
+def vocabulary_texts(vocabulary) -> list[str]:
+    """`piece_texts` for a model vocabulary (pieces id by id, `RESERVED_TOKENS` first) that is
+    not a SentencePiece model's own (an imported Marian model's)."""
+    first, rest = [], []
+    for piece_id, piece in enumerate(vocabulary):
+        if piece_id < len(RESERVED_TOKENS):
+            piece = UNKNOWN_TEXT if piece_id == UNK_ID else ""
+        first.append(piece.removeprefix("▁").replace("▁", " "))
+        rest.append(piece.replace("▁", " "))
+    return first + rest
+
+
 def detokenize_pieces(pieces) -> str:
     """Output pieces (strings, [END] optional) -> the translation, as the graph's detokenizer
     reads the same ids: stops at [END], skips [PAD] and [START]."""

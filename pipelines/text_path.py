@@ -7,6 +7,7 @@ the tokenizers (`pipelines.normalization`).
 Framing (B = sentences, S/T = padded lengths, 0 = [PAD]):
 
     source      [START] x [END]      (B, S), S <= max_length: x keeps its first max_length - 2 pieces
+                (x [END] with `source_start_token=False`, Marian's framing: max_length - 1 pieces)
     target_in   [START] y            (B, T), T <= max_length: y keeps its first max_length - 1 pieces
     target_out  y [END]              (B, T)
 
@@ -22,7 +23,8 @@ from pipelines.tokenizers import END_ID, PAD_ID, START_ID
 class TextPath(tf.Module):
     """Text <-> framed ids for a (source, target) pair of tokenizers and a model's `max_length`."""
 
-    def __init__(self, source_tokenizer, target_tokenizer, max_length: int):
+    def __init__(self, source_tokenizer, target_tokenizer, max_length: int,
+                 source_start_token: bool = True):
         super().__init__(name="text_path")
         if max_length < 3:
             raise ValueError(f"max_length must leave room for [START], a token and [END], "
@@ -30,21 +32,26 @@ class TextPath(tf.Module):
         self.source_tokenizer = source_tokenizer
         self.target_tokenizer = target_tokenizer
         self.max_length = int(max_length)
+        self.source_start_token = bool(source_start_token)
+        # source pieces kept: room for [END], and [START] where the framing has it
+        self.source_budget = self.max_length - 1 - int(self.source_start_token)
 
     def source_ids(self, sentences) -> tf.Tensor:
-        """Strings (B,) -> (B, S) int32 [START] pieces [END], 0-padded, S <= max_length.
+        """Strings (B,) -> (B, S) int32 [START] pieces [END] (or pieces [END]), 0-padded,
+        S <= max_length.
 
         Dense before slicing: slicing a ragged tensor emits RaggedRange, which TFLite lacks.
         """
         pieces = self.source_tokenizer.tokenize(sentences)
-        keep = self.max_length - 2
+        keep = self.source_budget
         dense = pieces.to_tensor(PAD_ID)[:, :keep]
         lengths = tf.cast(tf.minimum(pieces.row_lengths(), keep), tf.int32)
         batch = tf.shape(dense)[0]
-        ids = tf.concat([tf.fill([batch, 1], START_ID), dense, tf.zeros([batch, 1], tf.int32)],
-                        axis=1)
+        start = [tf.fill([batch, 1], START_ID)] if self.source_start_token else []
+        ids = tf.concat(start + [dense, tf.zeros([batch, 1], tf.int32)], axis=1)
         positions = tf.range(tf.shape(ids)[1])
-        return tf.where(positions[None, :] == lengths[:, None] + 1, END_ID, ids)
+        end = lengths[:, None] + int(self.source_start_token)
+        return tf.where(positions[None, :] == end, END_ID, ids)
 
     def source_lengths(self, sentences) -> tf.Tensor:
         """Strings (B,) -> (B,) int64 pieces per sentence, before truncation."""
@@ -52,7 +59,8 @@ class TextPath(tf.Module):
 
     def training_example(self, sources, targets):
         """Strings (N,), (N,) -> ((source, target_in), target_out), each ragged (N, None) int32."""
-        source = _framed(self.source_tokenizer.tokenize(sources), self.max_length - 2)
+        source = _framed(self.source_tokenizer.tokenize(sources), self.source_budget,
+                         self.source_start_token)
         target = _framed(self.target_tokenizer.tokenize(targets), self.max_length - 1)
         return (source, target[:, :-1]), target[:, 1:]
 
@@ -75,7 +83,9 @@ class TextPath(tf.Module):
         return self.target_tokenizer.detokenize(output_ids)
 
 
-def _framed(ids, budget):
-    """Ragged (N, None) -> [START] ids[:budget] [END], ragged (N, None)."""
+def _framed(ids, budget, start_token=True):
+    """Ragged (N, None) -> [START] ids[:budget] [END] (no [START] without `start_token`),
+    ragged (N, None)."""
     column = tf.ones([ids.nrows(), 1], tf.int32)
-    return tf.concat([column * START_ID, ids[:, :budget], column * END_ID], axis=1)
+    start = [column * START_ID] if start_token else []
+    return tf.concat(start + [ids[:, :budget], column * END_ID], axis=1)

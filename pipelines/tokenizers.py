@@ -15,6 +15,7 @@ Reserved ids, the same in every model: [PAD]=0, [UNK]=1, [START]=2, [END]=3. Sen
 produces the last three from text: a literal "[END]" in a sentence is ordinary characters.
 """
 
+import json
 import os
 import re
 import warnings
@@ -26,7 +27,7 @@ import tensorflow_text as tft
 from tensorflow_text.python.ops.ngrams_op import gen_ngrams_op
 
 from pipelines.normalization import rules_tsv
-from pipelines.pieces import piece_texts
+from pipelines.pieces import piece_texts, vocabulary_texts
 from pipelines.special_tokens import END_ID, PAD_ID, RESERVED_TOKENS, START_ID, UNK_ID
 
 # A script with more distinct characters than this (Chinese, Japanese) leaves its rarest 0.05% of
@@ -105,28 +106,53 @@ class SentencePieceTokenizer(tf.Module):
 
     Args:
         model: a serialized SentencePiece model (`learn_tokenizer`, or a `.spm` file's bytes) whose
-            first four pieces are `RESERVED_TOKENS`.
+            first four pieces are `RESERVED_TOKENS`; or, with `vocabulary`, any SentencePiece model.
+        vocabulary: the model's pieces id by id, `RESERVED_TOKENS` first, when the model's ids
+            are not SentencePiece's (an imported Marian model's: `keras_transformer.pretrained`).
+            Pieces then map to these ids by a table lookup (GATHER, a TFLite builtin), a piece the
+            vocabulary lacks to [UNK], as Marian's tokenizer does.
     """
 
-    def __init__(self, model: bytes):
+    def __init__(self, model: bytes, vocabulary=None):
         super().__init__()
         self.model = bytes(model)
         self._processor = spm.SentencePieceProcessor(model_proto=self.model)
-        reserved = tuple(self._processor.id_to_piece(i) for i in range(len(RESERVED_TOKENS)))
-        if reserved != RESERVED_TOKENS:
-            raise ValueError(f"the model's first pieces must be {RESERVED_TOKENS}, got {reserved}")
+        self.vocabulary = None if vocabulary is None else tuple(vocabulary)
+        if self.vocabulary is None:
+            reserved = tuple(self._processor.id_to_piece(i) for i in range(len(RESERVED_TOKENS)))
+            if reserved != RESERVED_TOKENS:
+                raise ValueError(
+                    f"the model's first pieces must be {RESERVED_TOKENS}, got {reserved}")
+            self._ids = None
+            self._piece_texts = tf.constant(piece_texts(self._processor))
+            bare = self._processor.piece_to_id("▁")
+            self._bare_word_start = -1 if self._processor.is_unknown(bare) else bare
+        else:
+            if self.vocabulary[:len(RESERVED_TOKENS)] != RESERVED_TOKENS:
+                raise ValueError(f"the vocabulary's first pieces must be {RESERVED_TOKENS}, got "
+                                 f"{self.vocabulary[:len(RESERVED_TOKENS)]}")
+            self._index = {piece: i for i, piece in enumerate(self.vocabulary)}
+            self._index.update({piece: i for i, piece in enumerate(RESERVED_TOKENS)})
+            pieces = (self._processor.id_to_piece(i)
+                      for i in range(self._processor.get_piece_size()))
+            # SentencePiece's own control pieces (<s>, </s>) never come from text
+            self._ids = tf.constant([self._index.get(piece, UNK_ID) for piece in pieces], tf.int32)
+            self._piece_texts = tf.constant(vocabulary_texts(self.vocabulary))
+            self._bare_word_start = self._index.get("▁", -1)
         self._tokenizer = tft.FastSentencepieceTokenizer(self.model)
-        self._piece_texts = tf.constant(piece_texts(self._processor))
-        bare = self._processor.piece_to_id("▁")
-        self._bare_word_start = -1 if self._processor.is_unknown(bare) else bare
 
     @property
     def vocab_size(self) -> int:
+        if self.vocabulary is not None:
+            return len(self.vocabulary)
         return self._processor.get_piece_size()
 
     def tokenize(self, strings) -> tf.RaggedTensor:
         """Strings (B,) -> ids (B, None) int32, normalized, without [START]/[END]."""
-        return self._tokenizer.tokenize(tf.convert_to_tensor(strings, tf.string))
+        ids = self._tokenizer.tokenize(tf.convert_to_tensor(strings, tf.string))
+        if self._ids is None:
+            return ids
+        return tf.ragged.map_flat_values(lambda flat: tf.gather(self._ids, flat), ids)
 
     def detokenize(self, ids) -> tf.Tensor:
         """Ids (B, T), dense or ragged -> strings (B,); stops at [END], drops [PAD] and [START].
@@ -164,23 +190,46 @@ class SentencePieceTokenizer(tf.Module):
         return joined  # (B,)
 
     def id_to_token(self, token_id: int) -> str:
+        if self.vocabulary is not None:
+            return self.vocabulary[int(token_id)]
         return self._processor.id_to_piece(int(token_id))
 
     def token_to_id(self, token: str) -> int:
         """The id of `token`, or UNK_ID."""
+        if self.vocabulary is not None:
+            return self._index.get(token, UNK_ID)
         return self._processor.piece_to_id(token)
 
-    def save(self, path) -> None:
+    def pieces(self) -> list[str]:
+        """Every piece, id by id: the model's vocabulary."""
+        return [self.id_to_token(i) for i in range(self.vocab_size)]
+
+    def save(self, path, vocabulary_path=None) -> None:
         """Writes the SentencePiece model (the `sentencepiece` library and `spm_encode` read it too),
-        whole or not at all."""
-        path = Path(path)
-        partial = path.with_name(f".{path.name}.partial")
-        partial.write_bytes(self.model)
-        os.replace(partial, path)
+        and the vocabulary, if it has its own, to `vocabulary_path` (JSON), whole or not at all."""
+        _write_whole(path, self.model)
+        if self.vocabulary is not None:
+            if vocabulary_path is None:
+                raise ValueError("this tokenizer has its own vocabulary: give vocabulary_path")
+            _write_whole(vocabulary_path, json.dumps(list(self.vocabulary), ensure_ascii=False))
 
     @classmethod
-    def load(cls, path) -> "SentencePieceTokenizer":
-        return cls(Path(path).read_bytes())
+    def load(cls, path, vocabulary_path=None) -> "SentencePieceTokenizer":
+        """The tokenizer `save` wrote; its vocabulary from `vocabulary_path` when that file
+        exists."""
+        vocabulary = None
+        if vocabulary_path is not None and Path(vocabulary_path).exists():
+            vocabulary = json.loads(Path(vocabulary_path).read_text(encoding="utf-8"))
+        return cls(Path(path).read_bytes(), vocabulary)
+
+
+def _write_whole(path, content):
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.partial")
+    if isinstance(content, str):
+        content = content.encode("utf-8")
+    partial.write_bytes(content)
+    os.replace(partial, path)
 
 
 def build_tokenizers(pairs, vocab_size: int, shared: bool = False,

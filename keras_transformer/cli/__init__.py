@@ -9,6 +9,7 @@ command, each with `add_parser(commands)` and `run(args)` over the library's fun
     average     checkpoint averaging
     positional  the sinusoidal positional encoding, as a figure
     export      SavedModel, TFLite and CTranslate2 files for serving
+    import      a pretrained Marian / OPUS-MT model as a run directory (module `import_model`)
 
 Options may come before or after a command's positional arguments (`translate RUN --search beam
 "A sentence."`): each command's arguments are parsed intermixed. Nothing imports the CLI.
@@ -19,12 +20,14 @@ import importlib
 import sys
 
 COMMANDS = ("summary", "train", "translate", "evaluate", "attention", "average", "positional",
-            "export")
+            "export", "import")
+MODULES = {"import": "import_model"}  # a command whose module cannot take its name
 
 # what `pip install 'keras-transformer[EXTRA]'` brings, by the module a command missed
 EXTRAS = {"tensorflow": "tensorflow", "tensorflow_text": "tensorflow", "sentencepiece": "tensorflow",
           "sacrebleu": "tensorflow", "matplotlib": "plots", "ai_edge_litert": "tflite",
-          "ctranslate2": "ctranslate2"}
+          "ctranslate2": "ctranslate2", "safetensors": "pretrained", "yaml": "pretrained",
+          "h5py": "pretrained"}
 
 
 def build_parser():
@@ -34,7 +37,7 @@ def build_parser():
         description="The Transformer of 'Attention Is All You Need' in Keras 3.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
-        module = importlib.import_module(f"keras_transformer.cli.{name}")
+        module = importlib.import_module(f"keras_transformer.cli.{MODULES.get(name, name)}")
         module.add_parser(commands).set_defaults(run=module.run)
     parser.commands = commands.choices
     return parser

@@ -103,8 +103,13 @@ def transformer_spec(model, source_vocabulary, target_vocabulary):
         if len(vocabulary) != size or tuple(vocabulary[:len(RESERVED_TOKENS)]) != RESERVED_TOKENS:
             raise ValueError(f"the {name} vocabulary ({len(vocabulary)} pieces) does not fit the "
                              f"model ({size} ids, {RESERVED_TOKENS} first)")
+    from ctranslate2.specs.common_spec import Activation
+
+    activations = {"relu": Activation.RELU, "swish": Activation.SWISH, "gelu": Activation.GELU,
+                   "gelu_sigmoid": Activation.GELUSigmoid}
     spec = ts.TransformerSpec.from_config(config.num_layers, config.num_heads,
-                                          pre_norm=config.norm_position == "pre")
+                                          pre_norm=config.norm_position == "pre",
+                                          activation=activations[config.activation])
     source_weights = np.asarray(parts.source_embedding.token_embedding.embeddings, np.float32)
     target_weights = np.asarray(parts.target_embedding.token_embedding.embeddings, np.float32)
     spec.encoder.embeddings[0].weight = source_weights
@@ -130,6 +135,8 @@ def transformer_spec(model, source_vocabulary, target_vocabulary):
 
     if parts.output_projection is None:  # tied: logits against the target embedding matrix
         projection, bias = target_weights, np.zeros(config.target_vocab_size, np.float32)
+        if parts.output_bias is not None:
+            bias = np.asarray(parts.output_bias.bias, np.float32).copy()
     else:
         projection = np.asarray(parts.output_projection.kernel, np.float32).T
         bias = np.asarray(parts.output_projection.bias, np.float32).copy()
@@ -140,7 +147,10 @@ def transformer_spec(model, source_vocabulary, target_vocabulary):
     spec.config.unk_token = RESERVED_TOKENS[UNK_ID]
     spec.config.bos_token = spec.config.decoder_start_token = RESERVED_TOKENS[START_ID]
     spec.config.eos_token = RESERVED_TOKENS[END_ID]
-    spec.config.add_source_bos = spec.config.add_source_eos = True  # [START] x [END]
+    spec.config.add_source_eos = True  # [START] x [END], or x [END]
+    spec.config.add_source_bos = bool(config.source_start_token)
+    if not config.scale_embeddings:
+        spec.encoder.scale_embeddings = spec.decoder.scale_embeddings = False
     spec.config.layer_norm_epsilon = float(config.layer_norm_epsilon)
     spec.register_source_vocabulary(list(source_vocabulary))
     spec.register_target_vocabulary(list(target_vocabulary))
@@ -156,7 +166,7 @@ def vocabulary(spm_model_bytes):
 
 
 def write_ctranslate2(model, source_spm, target_spm, directory, quantization="float32",
-                      beam_size=4, alpha=0.6):
+                      beam_size=4, alpha=0.6, vocabularies=None):
     """Writes the CTranslate2 model directory of `model` to `directory` (created; it must not
     exist), atomically: a folder beside it renamed into place when complete.
 
@@ -165,6 +175,8 @@ def write_ctranslate2(model, source_spm, target_spm, directory, quantization="fl
         quantization: the weights' type in model.bin (QUANTIZATIONS); CTranslate2 can also
             quantize a float32 directory when loading it (`compute_type`).
         beam_size, alpha: the beam settings our engine uses by default (keras_transformer.json).
+        vocabularies: (source, target) pieces id by id, where the model's ids are not the
+            SentencePiece models' (an imported model: `RunDir.vocabularies`).
     Returns:
         the directory.
     """
@@ -173,7 +185,9 @@ def write_ctranslate2(model, source_spm, target_spm, directory, quantization="fl
     directory = Path(directory)
     if directory.exists():
         raise FileExistsError(f"{directory} exists")
-    spec = transformer_spec(model, vocabulary(source_spm), vocabulary(target_spm))
+    if vocabularies is None:
+        vocabularies = vocabulary(source_spm), vocabulary(target_spm)
+    spec = transformer_spec(model, *vocabularies)
     spec.validate()
     spec.optimize(quantization=quantization)
     directory.parent.mkdir(parents=True, exist_ok=True)
@@ -186,7 +200,8 @@ def write_ctranslate2(model, source_spm, target_spm, directory, quantization="fl
         (staging / ENGINE_FILE).write_text(json.dumps({
             "max_length": config.max_length, "beam_size": beam_size, "alpha": alpha,
             "quantization": quantization, "source_vocab_size": config.source_vocab_size,
-            "target_vocab_size": config.target_vocab_size}, indent=2, sort_keys=True))
+            "target_vocab_size": config.target_vocab_size,
+            "source_start_token": config.source_start_token}, indent=2, sort_keys=True))
         staging.rename(directory)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -195,7 +210,7 @@ def write_ctranslate2(model, source_spm, target_spm, directory, quantization="fl
 
 
 def export_ctranslate2(model, source_spm, target_spm, base, *, version=None,
-                       quantization="float32", beam_size=4, alpha=0.6):
+                       quantization="float32", beam_size=4, alpha=0.6, vocabularies=None):
     """A new version base/N/ of the CTranslate2 directory (`write_ctranslate2`); versions are
     never overwritten, as for the SavedModel (`versions`). Returns the version folder."""
     from keras_transformer.export import versions
@@ -205,7 +220,8 @@ def export_ctranslate2(model, source_spm, target_spm, base, *, version=None,
     base.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".ctranslate2-", dir=base)) / "model"
     try:
-        write_ctranslate2(model, source_spm, target_spm, staging, quantization, beam_size, alpha)
+        write_ctranslate2(model, source_spm, target_spm, staging, quantization, beam_size, alpha,
+                          vocabularies)
         return versions.publish(staging, base, version)
     finally:
         shutil.rmtree(staging.parent, ignore_errors=True)
@@ -223,7 +239,7 @@ def export_run_ctranslate2(run_dir, out, *, version=None, quantization="float32"
     return export_ctranslate2(
         model, run.source_tokenizer.read_bytes(), run.target_tokenizer.read_bytes(), out,
         version=version, quantization=quantization, beam_size=beam_size,
-        alpha=run.beam_alpha() if alpha is None else alpha)
+        alpha=run.beam_alpha() if alpha is None else alpha, vocabularies=run.vocabularies())
 
 
 def run_engine_directory(run_dir):
@@ -241,5 +257,5 @@ def run_engine_directory(run_dir):
         shutil.rmtree(directory)
     write_ctranslate2(run.load_model(), run.source_tokenizer.read_bytes(),
                       run.target_tokenizer.read_bytes(), directory, "float32",
-                      alpha=run.beam_alpha())
+                      alpha=run.beam_alpha(), vocabularies=run.vocabularies())
     return directory

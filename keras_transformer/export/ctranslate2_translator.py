@@ -2,7 +2,7 @@
 
 The directory is what `export --format ctranslate2` writes (`export/ctranslate2.py`). Sentences go
 through the run's SentencePiece models (normalization included), are cut to max_length - 2 pieces
-(the engine adds [START] and [END]), decoded by the engine and detokenized as the graph does it
+(the engine adds [START] and [END]; max_length - 1 for a model whose sources have no [START]), decoded by the engine and detokenized as the graph does it
 (`pipelines.pieces`): the same answers as the Keras `Translator`, including "" for a sentence with
 no piece. Translating calls ctranslate2 and sentencepiece only, no TensorFlow op (importing the
 package still loads Keras and its backend).
@@ -64,6 +64,9 @@ class CTranslate2Translator:
         self.settings = json.loads(engine_file.read_text())
         self.max_length = int(self.settings["max_length"])
         self.alpha = float(self.settings.get("alpha", ALPHA))
+        # pieces kept per source: room for [END], and for [START] where the model frames with it
+        self.source_budget = self.max_length - 1 - int(self.settings.get("source_start_token",
+                                                                         True))
         self.source_processor = spm.SentencePieceProcessor(
             model_file=str(self.directory / SOURCE_SPM))
         self.target_processor = spm.SentencePieceProcessor(
@@ -74,13 +77,13 @@ class CTranslate2Translator:
                                              inter_threads=inter_threads)
 
     def source_pieces(self, sentences):
-        """list[str] -> the pieces of each sentence, cut to max_length - 2 (as `TextPath`).
+        """list[str] -> the pieces of each sentence, cut as `TextPath` cuts them.
 
         Text is encoded to UTF-8 first (a lone surrogate keeps its bytes), so every invalid byte
         reads as U+FFFD, an [UNK] piece, as in the graph."""
         data = [s.encode("utf-8", errors="surrogatepass") for s in sentences]
         texts = [d.decode("utf-8", errors="replace") for d in data]
-        return [pieces[:self.max_length - 2]
+        return [pieces[:self.source_budget]
                 for pieces in self.source_processor.encode(texts, out_type=str)]
 
     def _options(self, search, options):

@@ -17,9 +17,10 @@ from keras_transformer.layers.masks import (
     key_padding_mask,
     padding_mask,
 )
+from keras_transformer.layers.output_bias import OutputBias
 from keras_transformer.layers.positional import PositionalEmbedding, sinusoidal_encoding
 
-__all__ = ["DecoderBlock", "EncoderBlock", "FeedForward", "MultiHeadAttention", "PAD_ID",
+__all__ = ["DecoderBlock", "EncoderBlock", "FeedForward", "MultiHeadAttention", "OutputBias", "PAD_ID",
            "PositionalEmbedding", "SublayerConnection", "causal_mask", "decoder_self_attention_mask",
            "fused_dot_product_attention", "key_padding_mask", "masked_softmax", "padding_mask",
            "scaled_dot_product_attention", "sinusoidal_encoding"]

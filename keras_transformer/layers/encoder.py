@@ -16,7 +16,8 @@ class EncoderBlock(keras.layers.Layer):
     """
 
     def __init__(self, num_heads, d_ff, dropout=0.0, norm_position="post",
-                 layer_norm_epsilon=1e-6, ffn_dropout=0.0, attention_dropout=None, **kwargs):
+                 layer_norm_epsilon=1e-6, ffn_dropout=0.0, attention_dropout=None,
+                 activation="relu", **kwargs):
         super().__init__(**kwargs)
         self.num_heads = num_heads
         self.d_ff = d_ff
@@ -25,6 +26,7 @@ class EncoderBlock(keras.layers.Layer):
         self.attention_dropout = attention_dropout  # None: `dropout`
         self.norm_position = norm_position
         self.layer_norm_epsilon = layer_norm_epsilon
+        self.activation = activation
         connection = dict(dropout=dropout, norm_position=norm_position,
                           epsilon=layer_norm_epsilon, dtype=self.dtype_policy)
         self.self_attention_connection = SublayerConnection(name="self_attention_norm",
@@ -32,7 +34,7 @@ class EncoderBlock(keras.layers.Layer):
         self.feed_forward_connection = SublayerConnection(name="feed_forward_norm",
                                                           **connection)
         self.self_attention = None  # head_dim = d_model / h, known in build
-        self.feed_forward = FeedForward(d_ff, dropout=ffn_dropout, name="feed_forward",
+        self.feed_forward = FeedForward(d_ff, activation, ffn_dropout, name="feed_forward",
                                         dtype=self.dtype_policy)
 
     def build(self, input_shape):
@@ -76,4 +78,4 @@ class EncoderBlock(keras.layers.Layer):
         return {**super().get_config(), "num_heads": self.num_heads, "d_ff": self.d_ff,
                 "dropout": self.dropout, "norm_position": self.norm_position,
                 "layer_norm_epsilon": self.layer_norm_epsilon, "ffn_dropout": self.ffn_dropout,
-                "attention_dropout": self.attention_dropout}
+                "attention_dropout": self.attention_dropout, "activation": self.activation}

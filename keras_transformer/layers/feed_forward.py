@@ -1,11 +1,26 @@
 """Position-wise feed-forward network (paper section 3.3)."""
 
 import keras
+from keras import ops
+
+
+def gelu_sigmoid(x):
+    """x * sigmoid(1.702 x): Marian's "gelu" (CTranslate2's GELUSigmoid)."""
+    return x * ops.sigmoid(ops.cast(1.702, x.dtype) * x)
+
+
+ACTIVATIONS = {
+    "relu": ops.relu,
+    "swish": ops.silu,  # x * sigmoid(x)
+    "gelu": lambda x: ops.gelu(x, approximate=False),
+    "gelu_sigmoid": gelu_sigmoid,
+}
 
 
 @keras.saving.register_keras_serializable(package="keras_transformer")
 class FeedForward(keras.layers.Layer):
-    """FFN(x) = max(0, x W1 + b1) W2 + b2, applied to each position alike.
+    """FFN(x) = max(0, x W1 + b1) W2 + b2, applied to each position alike (`activation`: relu,
+    the paper's, or one of `ACTIVATIONS` in place of max(0, .)).
 
     (B, T, d_model) -> (B, T, d_model) through a hidden width d_ff. `dropout` acts on the
     hidden activations (tensor2tensor's relu_dropout); the blocks pass 0 by default, as the
@@ -17,7 +32,9 @@ class FeedForward(keras.layers.Layer):
         self.d_ff = d_ff
         self.activation = activation
         self.dropout = dropout
-        self.inner_dense = keras.layers.Dense(d_ff, activation=activation, name="inner",
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation={activation!r}; expected one of {tuple(ACTIVATIONS)}")
+        self.inner_dense = keras.layers.Dense(d_ff, name="inner",
                                               dtype=self.dtype_policy)
         self.hidden_dropout = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
         self.outer_dense = None  # back to the input width, known in build
@@ -30,7 +47,8 @@ class FeedForward(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs, training=None):
-        hidden = self.hidden_dropout(self.inner_dense(inputs), training=training)
+        hidden = ACTIVATIONS[self.activation](self.inner_dense(inputs))
+        hidden = self.hidden_dropout(hidden, training=training)
         return self.outer_dense(hidden)
 
     def compute_output_shape(self, input_shape):

@@ -76,8 +76,7 @@ def load_tokenizers(settings, run, sample, log):
     from pipelines import tokenizers
 
     if run.source_tokenizer.exists() and run.target_tokenizer.exists():
-        return (tokenizers.SentencePieceTokenizer.load(run.source_tokenizer),
-                tokenizers.SentencePieceTokenizer.load(run.target_tokenizer))
+        return run.load_tokenizers()
     if sample is None:  # stopped after the data was written: the same sample, from its train split
         from pipelines import corpus, readers
 
@@ -173,7 +172,8 @@ def set_up(settings, out, log) -> Job:
         "source_vocab_size": source_tokenizer.vocab_size,
         "target_vocab_size": target_tokenizer.vocab_size, **settings.overrides})
     run.save_config(config)
-    text_path = TextPath(source_tokenizer, target_tokenizer, config.max_length)
+    text_path = TextPath(source_tokenizer, target_tokenizer, config.max_length,
+                         config.source_start_token)
     log(f"pairs: train {sizes['train']:,}, validation {sizes['validation']:,}, "
         f"test {sizes['test']:,}; vocabulary: source {source_tokenizer.vocab_size}, "
         f"target {target_tokenizer.vocab_size}")

@@ -1,0 +1,248 @@
+"""Importing Marian / OPUS-MT models, checked against CTranslate2's own Marian converter (an
+independent implementation that reads Marian's npz with numpy), on the real OPUS-MT en-mg
+model's vocabulary and SentencePiece models (../shared/marian) with random weights of a tiny shape.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_transformer.cli import main
+from keras_transformer.generation.decoding import forbid_reserved
+from keras_transformer.generation.translator import Translator
+from keras_transformer.pretrained import random_marian
+from keras_transformer.pretrained.marian import import_marian
+from keras_transformer.pretrained.marian_files import read_vocab_yml
+from keras_transformer.run_dir import RunDir
+
+ctranslate2 = pytest.importorskip("ctranslate2")
+spm = pytest.importorskip("sentencepiece")
+
+REAL = Path(__file__).resolve().parents[2].parent / "shared" / "marian" / "opus-mt-en-mg"
+pytestmark = pytest.mark.skipif(not REAL.is_dir(), reason="../shared/marian is not here")
+
+SENTENCES = ["The dog runs in the park.", "I would like a cup of tea, please.",
+             "Where is the station?", "She has been reading that book since Monday.", "Hello",
+             "park the in runs dog The.", "Numbers: 3.14 and 42%", "naïve café — “quoted”"]
+MAX_LENGTH = 24
+SHAPE = dict(layers=2, d_model=32, heads=4, d_ff=64)
+
+
+def marian_vocabulary():
+    table = json.loads((REAL / "vocab.json").read_text(encoding="utf-8"))
+    return [piece for piece, _ in sorted(table.items(), key=lambda item: item[1])
+            if piece != "<pad>"]
+
+
+def write_release(directory, activation="swish", pre_norm=False, seed=1, **options):
+    vocabulary = marian_vocabulary()
+    tensors = random_marian.random_marian_tensors(
+        len(vocabulary), seed=seed, pre_norm=pre_norm,
+        **{k: v for k, v in SHAPE.items() if k != "heads"})
+    return random_marian.write_marian_release(
+        directory, tensors,
+        random_marian.marian_options(**SHAPE, activation=activation, pre_norm=pre_norm,
+                                     **options),
+        vocabulary, (REAL / "source.spm").read_bytes(), (REAL / "target.spm").read_bytes())
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory):
+    """A random Marian release of the en-mg model's vocabulary, imported, and CTranslate2's own
+    conversion of the same npz."""
+    base = tmp_path_factory.mktemp("marian")
+    write_release(base / "release")
+    import_marian(base / "release", base / "run", max_length=MAX_LENGTH, log=lambda *_: None)
+    from ctranslate2.converters import MarianConverter
+
+    MarianConverter(str(base / "release" / "model.npz"),
+                    [str(base / "release" / "vocab.yml")]).convert(str(base / "ct2"))
+    return base
+
+
+def ct2_translator(base):
+    return ctranslate2.Translator(str(base / "ct2"), intra_threads=1)
+
+
+def source_pieces(sentences):
+    processor = spm.SentencePieceProcessor(model_file=str(REAL / "source.spm"))
+    return [processor.encode(sentence, out_type=str) for sentence in sentences]
+
+
+def our_pieces(run, ids):
+    """Output ids (B, T) -> the pieces before [END], in the imported vocabulary."""
+    vocabulary = run.vocabularies()[1]
+    rows = []
+    for row in np.asarray(ids):
+        pieces = []
+        for token in row:
+            if token == 3:  # [END]
+                break
+            pieces.append(vocabulary[token])
+        rows.append([piece for piece in pieces if piece != "[PAD]"])
+    return rows
+
+
+def token_log_probs(model, source_ids, target_ids):
+    """Teacher-forced log-probabilities (B, T) of `target_ids` ([END] included at the end)."""
+    target_in = np.concatenate([np.full((len(target_ids), 1), 2, np.int32),
+                                target_ids[:, :-1]], axis=1)
+    logits = ops.cast(model([source_ids, target_in]), "float32")
+    log_probs = ops.log_softmax(forbid_reserved(logits), axis=-1)
+    return np.asarray(ops.take_along_axis(log_probs, target_ids[..., None], axis=2)[..., 0])
+
+
+def framed_targets(run, pieces_rows):
+    """Pieces -> (B, T) our ids with [END] then padding."""
+    _, target = run.load_tokenizers()
+    width = max(map(len, pieces_rows)) + 1
+    ids = np.zeros((len(pieces_rows), width), np.int32)
+    for i, pieces in enumerate(pieces_rows):
+        ids[i, :len(pieces) + 1] = [target.token_to_id(p) for p in pieces] + [3]
+    return ids
+
+
+def test_vocab_yml_is_read_as_ctranslate2_reads_it(tmp_path):
+    from ctranslate2.converters.marian import load_vocab
+
+    vocabulary = marian_vocabulary()[:50] + ['say "hi"', "back\\slash", "a: b", "null", "yes",
+                                             "'quoted'", "#hash", "- dash"]
+    random_marian.write_marian_release(tmp_path, {"Wemb": np.zeros((1, 2), np.float32)}, {},
+                                       vocabulary, b"", b"")
+    assert read_vocab_yml(tmp_path / "vocab.yml") == vocabulary
+    assert load_vocab(str(tmp_path / "vocab.yml")) == vocabulary
+
+
+def test_pieces_get_the_ids_marians_tokenizer_gives_them(release):
+    """MarianTokenizer's rule: SentencePiece pieces, looked up in vocab.json (unknown -> <unk>),
+    then </s>. Our source ids, read back through the imported vocabulary, are those ids."""
+    table = json.loads((REAL / "vocab.json").read_text(encoding="utf-8"))
+    run = RunDir(release / "run")
+    _, text_path, _ = run.load_trained()
+    sentences = SENTENCES + ["Ω≈ç√ 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 ☃", ""]
+    ours = np.asarray(text_path.source_ids(sentences))
+    ids_to_marian = {"[UNK]": table["<unk>"], "[END]": table["</s>"]}
+    vocabulary = run.vocabularies()[0]
+    unknown = 0
+    for row, pieces in zip(ours, source_pieces(sentences)):
+        expected = [table.get(piece, table["<unk>"]) for piece in pieces][:MAX_LENGTH - 1]
+        expected.append(table["</s>"])
+        got = [ids_to_marian.get(vocabulary[i], table.get(vocabulary[i])) for i in row if i]
+        assert got == expected
+        unknown += sum(piece not in table for piece in pieces)
+    assert unknown > 0  # the unknown-piece rule was exercised
+
+
+@pytest.mark.parametrize("beam_size", [1, 4])
+def test_translations_equal_ctranslate2s_conversion(release, beam_size):
+    run = RunDir(release / "run")
+    model, text_path, _ = run.load_trained()
+    translator = Translator(model, text_path)
+    search = "greedy" if beam_size == 1 else "beam"
+    options = {} if beam_size == 1 else {"beam_size": 4, "alpha": 0.0}
+    ids = np.asarray(translator.translate_ids(text_path.source_ids(SENTENCES), search, **options))
+    ours = our_pieces(run, ids if ids.ndim == 2 else ids[:, 0])
+    results = ct2_translator(release).translate_batch(
+        source_pieces(SENTENCES), beam_size=beam_size, max_decoding_length=MAX_LENGTH,
+        length_penalty=0.0)
+    theirs = [result.hypotheses[0] for result in results]
+    assert ours == theirs
+    assert len({tuple(pieces) for pieces in ours}) >= len(SENTENCES) // 2  # not one answer
+
+
+def test_every_tokens_probability_equals_ctranslate2s(release, tmp_path):
+    """Teacher-forced log-probabilities at every position, not just the argmax; and the same
+    weights read with our own sinusoid layout differ: the check can fail."""
+    run = RunDir(release / "run")
+    model, text_path, config = run.load_trained()
+    targets = [result.hypotheses[0][:10] for result in ct2_translator(release).translate_batch(
+        source_pieces(SENTENCES), beam_size=1, max_decoding_length=10)]
+    scored = ct2_translator(release).score_batch(source_pieces(SENTENCES), targets)
+    source_ids = np.asarray(text_path.source_ids(SENTENCES))
+    target_ids = framed_targets(run, targets)
+    ours = token_log_probs(model, source_ids, target_ids)
+    for row, result, pieces in zip(ours, scored, targets):
+        np.testing.assert_allclose(row[:len(pieces) + 1], result.log_probs, atol=2e-3, rtol=1e-3)
+
+    from keras_transformer.model import build_transformer
+
+    wrong = build_transformer(config.replace(position_layout="interleaved"))
+    wrong.set_weights(model.get_weights())
+    differs = token_log_probs(wrong, source_ids, target_ids)
+    assert np.max(np.abs(differs - ours)) > 0.1
+
+
+@pytest.mark.parametrize("variant", [dict(activation="relu"), dict(activation="gelu"),
+                                     dict(pre_norm=True)])
+def test_variants_score_as_ctranslate2(tmp_path, variant):
+    """relu, Marian's gelu (x sigmoid(1.702 x)) and pre-norm (n / da / n) import alike."""
+    write_release(tmp_path / "release", seed=2, **variant)
+    import_marian(tmp_path / "release", tmp_path / "run", max_length=MAX_LENGTH,
+                  log=lambda *_: None)
+    from ctranslate2.converters import MarianConverter
+
+    MarianConverter(str(tmp_path / "release" / "model.npz"),
+                    [str(tmp_path / "release" / "vocab.yml")]).convert(str(tmp_path / "ct2"))
+    run = RunDir(tmp_path / "run")
+    model, text_path, _ = run.load_trained()
+    engine = ct2_translator(tmp_path)
+    targets = [r.hypotheses[0][:8] for r in engine.translate_batch(
+        source_pieces(SENTENCES[:4]), beam_size=1, max_decoding_length=8)]
+    scored = engine.score_batch(source_pieces(SENTENCES[:4]), targets)
+    ours = token_log_probs(model, np.asarray(text_path.source_ids(SENTENCES[:4])),
+                           framed_targets(run, targets))
+    for row, result, pieces in zip(ours, scored, targets):
+        np.testing.assert_allclose(row[:len(pieces) + 1], result.log_probs, atol=2e-3, rtol=1e-3)
+
+
+@pytest.mark.parametrize("weights", ["model.safetensors", "tf_model.h5"])
+def test_hugging_face_layout_imports_to_the_same_model(release, tmp_path, weights):
+    """The same weights under MarianMTModel's names (`<pad>` appended, matrices (out, in)) give
+    the npz import's logits."""
+    vocabulary = marian_vocabulary()
+    tensors = random_marian.random_marian_tensors(
+        len(vocabulary), seed=1, **{k: v for k, v in SHAPE.items() if k != "heads"})
+    random_marian.write_hugging_face(
+        tmp_path / "hf", tensors, random_marian.marian_options(**SHAPE), vocabulary,
+        (REAL / "source.spm").read_bytes(), (REAL / "target.spm").read_bytes(), weights=weights)
+    import_marian(tmp_path / "hf", tmp_path / "run", max_length=MAX_LENGTH, log=lambda *_: None)
+    npz_model, text_path, npz_config = RunDir(release / "run").load_trained()
+    hf_model, hf_path, hf_config = RunDir(tmp_path / "run").load_trained()
+    assert hf_config == npz_config
+    source = np.asarray(text_path.source_ids(SENTENCES))
+    np.testing.assert_array_equal(np.asarray(hf_path.source_ids(SENTENCES)), source)
+    target = source[:, :6]
+    np.testing.assert_allclose(np.asarray(hf_model([source, target])),
+                               np.asarray(npz_model([source, target])), atol=1e-5)
+
+
+@pytest.mark.parametrize("option, value, named", [
+    ("transformer-ffn-activation", "gelu_tanh", "--transformer-ffn-activation gelu_tanh"),
+    ("dec-depth", 1, "--dec-depth 1"),
+    ("transformer-postprocess-emb", "dn", "--transformer-postprocess-emb dn"),
+    ("transformer-decoder-autoreg", "rnn", "--transformer-decoder-autoreg rnn"),
+])
+def test_an_unsupported_model_is_refused_naming_the_option(tmp_path, capsys, option, value, named):
+    write_release(tmp_path / "release", **{option: value})
+    assert main(["import", str(tmp_path / "release"), "--out", str(tmp_path / "run")]) == 2
+    assert named in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["release"]  # nothing half-written
+
+
+def test_import_and_translate_from_the_command_line(release, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["import", str(release / "release"), "--out", str(out),
+                 "--max-length", str(MAX_LENGTH)]) == 0
+    assert main(["import", str(release / "release"), "--out", str(out)]) == 2  # never overwrite
+    capsys.readouterr()
+    assert main(["translate", str(out), "--search", "beam", SENTENCES[0], ""]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    expected = Translator(*RunDir(out).load_trained()[:2]).translate(
+        [SENTENCES[0], ""], search="beam")
+    assert lines[-2:] == expected and expected[0] and expected[1] == ""
+    shutil.rmtree(out)
