@@ -42,10 +42,10 @@ class TextPath(tf.Module):
 
         Dense before slicing: slicing a ragged tensor emits RaggedRange, which TFLite lacks.
         """
-        pieces = self.source_tokenizer.tokenize(sentences)
+        dense, lengths = self.source_tokenizer.tokenize_dense(sentences)
         keep = self.source_budget
-        dense = pieces.to_tensor(PAD_ID)[:, :keep]
-        lengths = tf.cast(tf.minimum(pieces.row_lengths(), keep), tf.int32)
+        dense = dense[:, :keep]
+        lengths = tf.cast(tf.minimum(lengths, keep), tf.int32)
         batch = tf.shape(dense)[0]
         start = [tf.fill([batch, 1], START_ID)] if self.source_start_token else []
         ids = tf.concat(start + [dense, tf.zeros([batch, 1], tf.int32)], axis=1)

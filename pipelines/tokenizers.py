@@ -154,6 +154,18 @@ class SentencePieceTokenizer(tf.Module):
             return ids
         return tf.ragged.map_flat_values(lambda flat: tf.gather(self._ids, flat), ids)
 
+    def tokenize_dense(self, strings):
+        """Strings (B,) -> ids (B, L) int32 padded with [PAD], and pieces per sentence (B,)
+        int64: the serving graphs' form (`TextPath.source_ids`), the vocabulary lookup on the
+        dense ids."""
+        pieces = self._tokenizer.tokenize(tf.convert_to_tensor(strings, tf.string))
+        lengths = pieces.row_lengths()
+        dense = pieces.to_tensor(PAD_ID)
+        if self._ids is None:
+            return dense, lengths
+        inside = tf.range(tf.shape(dense)[1])[None, :] < tf.cast(lengths, tf.int32)[:, None]
+        return tf.where(inside, tf.gather(self._ids, dense), PAD_ID), lengths
+
     def detokenize(self, ids) -> tf.Tensor:
         """Ids (B, T), dense or ragged -> strings (B,); stops at [END], drops [PAD] and [START].
 

@@ -13,13 +13,18 @@ TARGET_TOKENIZER_ASSET = "target.spm"
 def save(module, directory, signatures, text_path):
     """tf.saved_model.save with both SentencePiece models as assets (`assets/`, and on the loaded
     object as `.source_tokenizer.asset_path` / `.target_tokenizer.asset_path`): an app that
-    tokenizes itself (the ids signature) uses them with the `sentencepiece` library."""
+    tokenizes itself (the ids signature) uses them with the `sentencepiece` library. An imported
+    model's vocabularies (its ids are not SentencePiece's) travel beside them as
+    `source.vocab.json` / `target.vocab.json` (`.source_vocabulary` / `.target_vocabulary`)."""
     with tempfile.TemporaryDirectory() as folder:
         for name, tokenizer, attribute in (
-                (SOURCE_TOKENIZER_ASSET, text_path.source_tokenizer, "source_tokenizer"),
-                (TARGET_TOKENIZER_ASSET, text_path.target_tokenizer, "target_tokenizer")):
-            tokenizer.save(Path(folder) / name)
-            setattr(module, attribute, tf.saved_model.Asset(str(Path(folder) / name)))
+                (SOURCE_TOKENIZER_ASSET, text_path.source_tokenizer, "source"),
+                (TARGET_TOKENIZER_ASSET, text_path.target_tokenizer, "target")):
+            vocabulary = Path(folder) / f"{attribute}.vocab.json"
+            tokenizer.save(Path(folder) / name, vocabulary)
+            setattr(module, f"{attribute}_tokenizer", tf.saved_model.Asset(str(Path(folder) / name)))
+            if vocabulary.exists():
+                setattr(module, f"{attribute}_vocabulary", tf.saved_model.Asset(str(vocabulary)))
         tf.saved_model.save(module, str(directory), signatures=signatures)
 
 

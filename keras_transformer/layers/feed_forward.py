@@ -11,7 +11,9 @@ def gelu_sigmoid(x):
 
 ACTIVATIONS = {
     "relu": ops.relu,
-    "swish": ops.silu,  # x * sigmoid(x)
+    # x * sigmoid(x), written out: TensorFlow's silu kernel carries a custom gradient that
+    # tf.saved_model.save refuses to save
+    "swish": lambda x: x * ops.sigmoid(x),
     "gelu": lambda x: ops.gelu(x, approximate=False),
     "gelu_sigmoid": gelu_sigmoid,
 }
