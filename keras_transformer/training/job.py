@@ -17,9 +17,9 @@ import warnings
 
 import keras
 
-from keras_transformer.config import preset
+from keras_transformer.config import PRESETS, preset
 from keras_transformer.model import build_transformer
-from keras_transformer.run_dir import SPLITS, RunDir, write_atomically
+from keras_transformer.run_dir import SPLITS, IncompatibleRunError, RunDir, write_atomically
 from keras_transformer.training import callbacks as job_callbacks
 from keras_transformer.training.distribution import (
     WorkerAgreement,
@@ -77,6 +77,13 @@ def load_tokenizers(settings, run, sample, log):
 
     if run.source_tokenizer.exists() and run.target_tokenizer.exists():
         return run.load_tokenizers()
+    if settings.init_from is not None:  # fine-tuning keeps the model's tokenizers
+        source_run = RunDir(settings.init_from)
+        source, target = source_run.load_tokenizers()
+        source.save(run.source_tokenizer, run.source_vocabulary)
+        target.save(run.target_tokenizer, run.target_vocabulary)
+        log(f"tokenizers: {source_run.path}'s")
+        return source, target
     if sample is None:  # stopped after the data was written: the same sample, from its train split
         from pipelines import corpus, readers
 
@@ -152,6 +159,9 @@ def set_up(settings, out, log) -> Job:
 
     began = time.perf_counter()
     settings = settings.resolved()
+    # a fine-tuning that would change the model is refused before anything is written
+    fine_tuned = None if settings.init_from is None else fine_tuned_config(
+        settings, RunDir(settings.init_from))
     # first, before any TensorFlow op: threads and multi-worker collectives are set at startup
     threads_note = set_intra_op_threads(settings.intra_op_threads)
     strategy = distribution_strategy(settings.strategy)
@@ -168,9 +178,12 @@ def set_up(settings, out, log) -> Job:
 
     sizes, sample = prepare_data(settings, run, log)
     source_tokenizer, target_tokenizer = load_tokenizers(settings, run, sample, log)
-    config = preset(settings.preset, **{
-        "source_vocab_size": source_tokenizer.vocab_size,
-        "target_vocab_size": target_tokenizer.vocab_size, **settings.overrides})
+    if settings.init_from is None:
+        config = preset(settings.preset, **{
+            "source_vocab_size": source_tokenizer.vocab_size,
+            "target_vocab_size": target_tokenizer.vocab_size, **settings.overrides})
+    else:
+        config = fine_tuned
     run.save_config(config)
     text_path = TextPath(source_tokenizer, target_tokenizer, config.max_length,
                          config.source_start_token)
@@ -184,6 +197,35 @@ def set_up(settings, out, log) -> Job:
                 f"max_length={config.max_length} pieces and will be truncated")
     agreement = WorkerAgreement.for_strategy(settings.strategy, strategy)
     return Job(settings, run, strategy, agreement, sizes, text_path, config, began)
+
+
+# what fine-tuning may change in a model's config: regularization, not the weights' shapes or
+# the function they compute
+FINE_TUNING_MAY_CHANGE = ("dropout", "ffn_dropout", "attention_dropout")
+
+
+def fine_tuned_config(settings, source_run):
+    """The config of a model fine-tuned from `source_run` (`--init-from`): that run's own, with
+    the dropout asked for. A preset, `--set` or vocabulary size that would change anything else is
+    refused (`IncompatibleRunError`), the differences listed."""
+    source_run.require_trained()
+    config = source_run.load_config()
+    asked = dict(settings.overrides)
+    if settings.preset is not None:
+        asked = {**PRESETS[settings.preset], **asked}
+    differences = {key: (getattr(config, key), value) for key, value in asked.items()
+                   if key not in FINE_TUNING_MAY_CHANGE and getattr(config, key) != value}
+    if settings.vocab_size is not None and settings.vocab_size != config.target_vocab_size:
+        differences["vocab_size"] = (config.target_vocab_size, settings.vocab_size)
+    if differences:
+        listed = ", ".join(f"{key}: {old!r} there, {new!r} asked"
+                           for key, (old, new) in differences.items())
+        raise IncompatibleRunError(
+            f"--init-from {source_run.path} keeps that model's settings and tokenizers; these "
+            f"would change them: {listed}. Leave them out (only dropout may change), or train a "
+            "new model without --init-from")
+    return config.replace(**{key: value for key, value in asked.items()
+                             if key in FINE_TUNING_MAY_CHANGE})
 
 
 def is_finished(job) -> bool:
@@ -227,6 +269,9 @@ def fit(job, verbose, log) -> dict:
                             jit_compile=settings.jit_compile, schedule=schedule)
         if settings.strategy == "multi_worker":
             support_multi_worker(model, strategy)
+        if settings.init_from is not None:  # a resumed run's own weights replace these in fit
+            model.set_weights(RunDir(settings.init_from).load_model().get_weights())
+            log(f"fine-tuning {RunDir(settings.init_from).model_file}")
     replicas = (data_parallel_devices() if settings.strategy == "data_parallel"
                 else strategy.num_replicas_in_sync)
     log(f"model: {settings.preset}, {model.count_params():,} parameters; "

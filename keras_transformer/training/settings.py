@@ -55,6 +55,12 @@ class TrainSettings:
     max_bad_fraction: float = setting(
         0.05, minimum=0.0, help="malformed lines (not UTF-8, no tab, an empty side) are skipped and "
         "reported; stop if more than this fraction")
+    init_from: str | None = setting(
+        metavar="RUN", help="fine-tune: start from the model of this run directory (one trained "
+        "here, or a pretrained model brought in with `import`), keeping its tokenizers and model "
+        "settings (a --preset, --set or --vocab-size that changes them is refused; --set "
+        "dropout=... may change); the fine-tuning recipe's learning rate and warmup apply",
+        left_out="a new model, initialized at random")
     vocab_sample: int = setting(
         100_000, minimum=1, help="training pairs (a uniform sample) the vocabularies are learned "
         "from")
@@ -126,12 +132,15 @@ class TrainSettings:
         """These settings with every None taken from the data's recipe, and, when the preset is
         the recipe's, the recipe's model settings under the `--set` overrides; checked against
         each field's declared choices and bounds (ValueError)."""
-        defaults = recipe(self.data)
+        defaults = recipe(self.data, fine_tuning=self.init_from is not None)
         values = dataclasses.asdict(self)
         for name, value in defaults.items():
             if name in values and values[name] is None:
                 values[name] = value
         recipe_model = defaults["model"] if self.preset is None else {}
+        if self.init_from is not None:  # the model is the one fine-tuned: only what was asked
+            values["preset"], values["vocab_size"] = self.preset, self.vocab_size
+            recipe_model = {}
         values["overrides"] = {**recipe_model, **self.overrides}
         resolved = TrainSettings(**values)
         resolved.check()

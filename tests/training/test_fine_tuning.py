@@ -1,0 +1,108 @@
+"""`train --init-from RUN`: fine-tuning starts from that run's model and tokenizers, refuses what
+would change the model, and learns the new data."""
+
+import re
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import quiet, tiny_settings, write_pairs
+from keras_transformer.cli import main
+from keras_transformer.run_dir import RunDir
+from keras_transformer.training.job import train
+from pipelines.batching import make_dataset
+from pipelines.default_data import generate_pairs
+
+# A changed grammar: these nouns translate as each other (same gender: the articles still agree).
+SWAPPED = {"perro": "gato", "gato": "perro", "caballo": "conejo", "conejo": "caballo",
+           "hombre": "niño", "niño": "hombre"}
+SWAPPED_WORD = re.compile(rf"\b({'|'.join(SWAPPED)})(s?)\b")
+
+
+def changed_grammar(count, seed):
+    """Pairs of the grammar with the Spanish nouns of SWAPPED swapped (plurals included)."""
+    return [(source, SWAPPED_WORD.sub(lambda m: SWAPPED[m.group(1)] + m.group(2), target))
+            for source, target in generate_pairs(count, seed=seed)]
+
+
+def test_fine_tuning_starts_from_the_runs_model_and_tokenizers(trained_run, tmp_path, held_out):
+    """With a learning rate of 0 the fine-tuned model is the source's, bit for bit, and scores
+    the source's loss on the same batch: it started from those weights, not from new ones."""
+    source = RunDir(trained_run[0])
+    data = write_pairs(tmp_path / "new.tsv", changed_grammar(200, seed=5))
+    out = tmp_path / "tuned"
+    train(tiny_settings(data, init_from=str(source.path), learning_rate_scale=0.0, epochs=1,
+                        steps_per_epoch=2, bleu_sentences=0, keep_best="val_loss", **held_out),
+          out, examples=0, verbose=0, log=quiet)
+    tuned = RunDir(out)
+    assert tuned.source_tokenizer.read_bytes() == source.source_tokenizer.read_bytes()
+    assert tuned.load_config() == source.load_config()
+    before, after = source.load_model(source.best_model), tuned.load_model(tuned.best_model)
+    for a, b in zip(before.get_weights(), after.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    model, text_path, _ = tuned.load_trained()
+    (source_ids, target_in), target_out = next(iter(
+        make_dataset(data, text_path, batch_tokens=512, shuffle=False, seed=0)))
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0)
+    assert float(loss(target_out, before([source_ids, target_in]))) == pytest.approx(
+        float(loss(target_out, after([source_ids, target_in]))), abs=1e-6)
+
+
+def test_a_change_to_the_model_is_refused_listing_it(trained_run, tmp_path, small_tsv, capsys):
+    out = tmp_path / "tuned"
+    code = main(["train", "--data", str(small_tsv), "--init-from", str(trained_run[0]),
+                 "--set", "num_layers=3", "--set", "dropout=0.2", "--vocab-size", "77",
+                 "--out", str(out)])
+    error = capsys.readouterr().err
+    assert code == 2
+    assert "num_layers: 2 there, 3 asked" in error and "vocab_size" in error
+    assert "dropout" not in error.split("would change them:")[1].split(".")[0]  # it may change
+    assert not out.exists()  # refused before anything was written
+
+
+def test_fine_tuning_settings_take_the_fine_tuning_recipe():
+    from keras_transformer.training.recipes import FINE_TUNING, REAL_CORPUS
+    from keras_transformer.training.settings import TrainSettings
+
+    tuned = TrainSettings(data="new.tsv", init_from="runs/x").resolved()
+    assert tuned.learning_rate_scale == FINE_TUNING["learning_rate_scale"]
+    assert tuned.warmup_steps == FINE_TUNING["warmup_steps"]
+    assert tuned.batch_tokens == REAL_CORPUS["batch_tokens"]  # the rest: the data's recipe
+    assert (tuned.preset, tuned.vocab_size, tuned.overrides) == (None, None, {})
+
+
+@pytest.mark.slow
+def test_fine_tuning_on_new_words_learns_them(trained_run, tmp_path, held_out):
+    """The fixture run, fine-tuned on a changed grammar (nouns that translate as each other),
+    translates those nouns the new way, and scores a higher BLEU on the changed grammar."""
+    from keras_transformer.generation.evaluation import score_translations
+    from keras_transformer.generation.translator import Translator
+
+    data = write_pairs(tmp_path / "new.tsv", changed_grammar(3000, seed=6))
+    test = [pair for pair in changed_grammar(400, seed=7) if SWAPPED_WORD.search(pair[1])][:40]
+    dev = write_pairs(tmp_path / "dev.tsv", changed_grammar(20, seed=8))
+    out = tmp_path / "tuned"
+    train(tiny_settings(data, init_from=str(trained_run[0]), epochs=2, validation_data=str(dev),
+                        test_data=held_out["test_data"], bleu_sentences=20),
+          out, examples=0, verbose=0, log=quiet)
+    sources, references = [s for s, _ in test], [t for _, t in test]
+
+    def scores(run):
+        """(BLEU, the share of the swapped nouns a reference holds that the translation holds)"""
+        model, text_path, _ = RunDir(run).load_trained()
+        hypotheses = Translator(model, text_path).translate(sources)
+        expected = found = 0
+        for hypothesis, reference in zip(hypotheses, references):
+            for word in SWAPPED:
+                wanted = len(re.findall(rf"\b{word}s?\b", reference))
+                expected += wanted
+                found += min(wanted, len(re.findall(rf"\b{word}s?\b", hypothesis)))
+        return score_translations(hypotheses, references)["bleu"], found / expected
+
+    (bleu_before, recall_before), (bleu_after, recall_after) = scores(trained_run[0]), scores(out)
+    print(f"BLEU {bleu_before:.1f} -> {bleu_after:.1f}, swapped nouns {recall_before:.0%} -> "
+          f"{recall_after:.0%}")
+    # measured: BLEU 5.4 -> 7.1, swapped nouns 0% -> 25% (two epochs of the tiny fixture run)
+    assert recall_before < 0.05 and recall_after > 0.15
+    assert bleu_after > bleu_before
