@@ -82,12 +82,13 @@ def tflite_ops(model_content) -> dict:
     return {"builtin": tuple(sorted(builtin)), "custom": tuple(sorted(custom))}
 
 
-def tflite_interpreter(model_path=None, model_content=None):
-    """A LiteRT interpreter with tensorflow-text's custom op kernels registered."""
+def tflite_interpreter(model_path=None, model_content=None, num_threads=None):
+    """A LiteRT interpreter with tensorflow-text's custom op kernels registered (`num_threads`:
+    LiteRT's default when None)."""
     import tensorflow_text
     from ai_edge_litert.interpreter import InterpreterWithCustomOps
 
     return InterpreterWithCustomOps(
         custom_op_registerers=tensorflow_text.tflite_registrar.SELECT_TFTEXT_OPS,
         model_path=None if model_path is None else str(model_path),
-        model_content=model_content)
+        model_content=model_content, num_threads=num_threads)

@@ -303,3 +303,32 @@ def test_every_export_of_an_imported_run_translates_as_keras(release, tmp_path):
             same = [a == b for a, b in zip(out, greedy)]
         print(f"{variant}: {sum(same)}/{len(same)} sentences as Keras")
         assert all(same) if "int8" not in variant else sum(same) >= len(same) // 2
+
+
+def test_an_imported_model_fine_tunes_with_train(release, tmp_path):
+    """`train --init-from` an imported run: its tokenizers (vocabulary lookup) frame the
+    training pairs as its sources are framed for translation (pieces + [END]), and the run
+    starts from its weights (a learning rate of 0 leaves them as they were)."""
+    from conftest import quiet, write_pairs
+    from keras_transformer.training.job import train
+    from keras_transformer.training.settings import TrainSettings
+
+    run = RunDir(release / "run")
+    _, text_path, _ = run.load_trained()
+    (framed, _), _ = text_path.training_example(SENTENCES, SENTENCES)
+    source_ids = np.asarray(text_path.source_ids(SENTENCES))
+    assert [list(row) for row in framed.to_list()] == [
+        [int(i) for i in row if i] for row in source_ids]
+
+    pairs = [(s, "Mandeha any an-tsena ny alika.") for s in SENTENCES * 5]
+    data = write_pairs(tmp_path / "pairs.tsv", pairs)
+    dev = write_pairs(tmp_path / "dev.tsv", pairs[:4])
+    train(TrainSettings(data=str(data), validation_data=str(dev), test_data=str(dev),
+                        init_from=str(run.path), learning_rate_scale=0.0, epochs=1,
+                        steps_per_epoch=2, batch_tokens=256, bleu_sentences=0,
+                        keep_best="val_loss", tune_alpha=False, mixed_precision="float32"),
+          tmp_path / "tuned", examples=0, verbose=0, log=quiet)
+    tuned = RunDir(tmp_path / "tuned")
+    assert tuned.vocabularies() == run.vocabularies()
+    for a, b in zip(run.load_model().get_weights(), tuned.load_model().get_weights()):
+        np.testing.assert_array_equal(a, b)
