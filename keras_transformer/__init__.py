@@ -13,6 +13,7 @@ The map (data flows down; a room imports only from rooms above it in this list, 
     training/        the paper's loss and schedule; `TrainSettings` and the recipes; the train
                      job (`train`), its callbacks, distribution and precision; averaging; alpha
     export/          SavedModel, TFLite and CTranslate2: each format's writer beside its runtime
+    pretrained/      Marian / OPUS-MT models, read with numpy, as run directories of ours
     engines.py       which engine translates a run: ours or CTranslate2 (above both)
     viz/             attention heatmaps, the attention page, the positional-encoding plot
     cli/             `python -m keras_transformer COMMAND`: one thin module per command

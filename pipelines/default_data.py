@@ -28,6 +28,7 @@ Grammar (English side; the Spanish side follows the rules in brackets):
 """
 
 import random
+import re
 from pathlib import Path
 from typing import NamedTuple
 
@@ -504,6 +505,30 @@ def generate_pairs(n: int, seed: int) -> list[tuple[str, str]]:
         if translations.setdefault(en, es) != es:
             raise AssertionError(f"ambiguous grammar: {en!r} -> {translations[en]!r} and {es!r}")
     return list(translations.items())
+
+
+# A changed grammar, for fine-tuning: these nouns translate as each other (same gender, so the
+# articles still agree).
+SWAPPED_NOUNS = {"perro": "gato", "gato": "perro", "caballo": "conejo", "conejo": "caballo",
+                 "hombre": "niño", "niño": "hombre"}
+_SWAPPED = re.compile(rf"\b({'|'.join(SWAPPED_NOUNS)})(s?)\b")
+
+
+def with_swapped_nouns(pairs) -> list[tuple[str, str]]:
+    """`pairs` of the grammar with the Spanish nouns of SWAPPED_NOUNS swapped (plurals too)."""
+    return [(en, _SWAPPED.sub(lambda m: SWAPPED_NOUNS[m.group(1)] + m.group(2), es))
+            for en, es in pairs]
+
+
+def swapped_noun_recall(hypotheses, references) -> float:
+    """Of the swapped nouns the references hold, the share the hypotheses hold too."""
+    expected = found = 0
+    for hypothesis, reference in zip(hypotheses, references):
+        for word in SWAPPED_NOUNS:
+            wanted = len(re.findall(rf"\b{word}s?\b", reference))
+            expected += wanted
+            found += min(wanted, len(re.findall(rf"\b{word}s?\b", hypothesis)))
+    return found / expected if expected else 0.0
 
 
 def default_splits(seed: int = 0, train: int = 20000, validation: int = 1000,

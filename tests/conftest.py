@@ -171,6 +171,58 @@ def copy_task():
     return CopyTask(model, TextPath(tokenizer, tokenizer, length), word_ids, length)
 
 
+MARIAN = ROOT.parent / "shared" / "marian" / "opus-mt-en-mg"
+
+
+@dataclasses.dataclass
+class MarianFiles:
+    """What a Marian model has besides its weights: the vocabulary (pieces in the model's id
+    order, `</s>` 0 and `<unk>` 1, no `<pad>`) and the two SentencePiece models."""
+
+    vocabulary: list
+    source_spm: bytes
+    target_spm: bytes
+    real: bool  # the real OPUS-MT en-mg files, or made here
+
+
+def marian_files() -> MarianFiles:
+    """The real OPUS-MT en-mg model's vocabulary and SentencePiece models (../shared/marian), or,
+    where they are absent, files of the same kind made here: SentencePiece models learned with
+    Marian's settings (<unk> 0, <s> 1, </s> 2) on the grammar's English and Spanish, and one
+    vocabulary of both in a shuffled order that leaves some source pieces out (unknown)."""
+    import json
+
+    if MARIAN.is_dir():
+        table = json.loads((MARIAN / "vocab.json").read_text(encoding="utf-8"))
+        vocabulary = [piece for piece, _ in sorted(table.items(), key=lambda item: item[1])
+                      if piece != "<pad>"]
+        return MarianFiles(vocabulary, (MARIAN / "source.spm").read_bytes(),
+                           (MARIAN / "target.spm").read_bytes(), True)
+    import io
+
+    import sentencepiece as spm
+
+    from pipelines.default_data import generate_pairs
+
+    pairs = generate_pairs(2000, seed=11)
+    models = []
+    for side in (0, 1):
+        written = io.BytesIO()
+        spm.SentencePieceTrainer.train(sentence_iterator=iter([p[side] for p in pairs]),
+                                       model_writer=written, vocab_size=300, minloglevel=2)
+        models.append(written.getvalue())
+    pieces = set()
+    for i, model in enumerate(models):
+        processor = spm.SentencePieceProcessor(model_proto=model)
+        kept = [processor.id_to_piece(j) for j in range(3, processor.get_piece_size())]
+        if i == 0:  # every 7th source piece left out of the vocabulary: read as <unk>
+            kept = [piece for j, piece in enumerate(kept) if j % 7]
+        pieces.update(kept)
+    rest = sorted(pieces)
+    np.random.default_rng(0).shuffle(rest)
+    return MarianFiles(["</s>", "<unk>", *rest], models[0], models[1], False)
+
+
 TOKENS = {0: "[PAD]", 1: "[UNK]", 2: "[START]", 3: "[END]", 5: "<b>", 6: "&amp;", 7: "él"}
 
 

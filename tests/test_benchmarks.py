@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, project_env
+from conftest import MARIAN, ROOT, project_env
 
 pytestmark = pytest.mark.slow
 
@@ -38,6 +38,9 @@ SMOKE = {
         ["--sizes", "2000", "--corpus", "{tmp}", "--preset", "tiny", "--vocab-size", "300",
          "--after-first-step", "0"], {}),
     "studies/lost_worker.py": (["--pairs", "500", "--steps-per-epoch", "5"], {}),
+    "studies/fine_tuning.py": (
+        ["--base-epochs", "1", "--scales", "0.1", "--steps", "4", "--pairs", "200", "--test",
+         "10"], {}),
     "studies/dropout_bits.py": (
         ["--shapes", "2x2x8", "--calls", "2", "--rounds", "2"], {"KERAS_BACKEND": "jax"}),
 }
@@ -63,6 +66,15 @@ def run_script(script, options, tmp_path, **env):
 def test_script_runs(script, tmp_path):
     options, env = SMOKE[script]
     run_script(script, [option.format(tmp=tmp_path) for option in options], tmp_path, **env)
+
+
+@pytest.mark.skipif(not MARIAN.is_dir(), reason="../shared/marian is not here")
+def test_pretrained_script_runs(tmp_path):
+    """The pretrained-model benchmark on a tiny shape (it reads the real OPUS-MT en-mg
+    vocabulary)."""
+    run_script("regression/pretrained.py",
+               ["--layers", "1", "--d-model", "16", "--d-ff", "32", "--heads", "2",
+                "--max-length", "8", "--sentences", "4", "--latency-sentences", "1"], tmp_path)
 
 
 @pytest.mark.parametrize("script", ["regression/serving.py", "regression/export_latency.py"])

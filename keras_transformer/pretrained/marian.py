@@ -79,9 +79,19 @@ def check_supported(checkpoint):
          and options.get("hf-static-position-embeddings", True),
          "learned position embeddings (--transformer-train-position-embeddings)")
     need(MARIAN_END in checkpoint.target_vocabulary, f"a target vocabulary without {MARIAN_END}")
+    languages = language_tokens(checkpoint.source_vocabulary)
+    need(not languages, f"target-language tokens ({', '.join(languages[:6])}"
+         f"{' ...' if len(languages) > 6 else ''}: a multilingual model, which needs the token "
+         "before each source; not supported yet)")
     if problems:
         raise UnsupportedCheckpoint("this Marian model uses what keras-transformer does not "
                                     "support: " + "; ".join(problems))
+
+
+def language_tokens(vocabulary) -> list:
+    """The `>>xxx<<` target-language pieces of a multilingual model's vocabulary."""
+    return [piece for piece in vocabulary
+            if piece.startswith(">>") and piece.endswith("<<") and len(piece) > 4]
 
 
 def transformer_config(checkpoint, max_length=None) -> TransformerConfig:

@@ -3,7 +3,9 @@
 A command is a line of a ```bash block that starts with `python -m keras_transformer` (lines that
 end in a backslash continue it). Every one parses; those that read a run (translate, evaluate,
 attention, average, positional, summary) run in the default suite on a copy of the session's
-trained run standing for `runs/default`; `train` and `export` run in the slow tier on tiny settings.
+trained run standing for `runs/default` (and a tiny random Marian model imported, standing for
+`runs/en-de`); `import` runs in the default suite, `train` and `export` in the slow tier on tiny
+settings.
 Files a command reads (sentences.txt, pairs.tsv, en.txt,es.txt ...) are made for it from the
 embedded grammar; what it writes lands in a temporary folder.
 """
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, copy_run, project_env, write_pairs
+from conftest import ROOT, copy_run, marian_files, project_env, write_pairs
 from keras_transformer.cli import main, parse_args
 
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -77,7 +79,7 @@ IDS = [f"{name}:{line}" for name, line, _, _ in COMMANDS]
 
 def test_the_documents_show_commands_of_every_kind():
     kinds = {argv[0] for _, _, _, argv in COMMANDS if argv}
-    assert {"train", "translate", "evaluate", "attention", "export"} <= kinds, kinds
+    assert {"train", "translate", "evaluate", "attention", "export", "import"} <= kinds, kinds
 
 
 @pytest.mark.parametrize("argv", [argv for _, _, _, argv in COMMANDS], ids=IDS)
@@ -108,6 +110,19 @@ def workspace(trained_run, tmp_path_factory):
         (folder / target).write_text("".join(t + "\n" for _, t in pairs), encoding="utf-8")
     (folder / "sentences.txt").write_text("The dog runs.\n\nThe red houses are big.\n",
                                           encoding="utf-8")
+    # a pretrained model as `huggingface-cli download` leaves it, and its import (pretrained.md)
+    from keras_transformer.pretrained import random_marian
+    from keras_transformer.pretrained.marian import import_marian
+
+    files = marian_files()
+    random_marian.write_hugging_face(
+        folder / "opus-mt-en-de", random_marian.random_marian_tensors(
+            len(files.vocabulary), layers=1, d_model=16, d_ff=32),
+        random_marian.marian_options(1, 16, 2, 32), files.vocabulary, files.source_spm,
+        files.target_spm)
+    import_marian(folder / "opus-mt-en-de", folder / "runs" / "en-de", max_length=16,
+                  log=lambda *_: None)
+    copy_run(folder / "runs" / "en-de", folder / "runs" / "en-de-tuned")
     # what deployment.md's CTranslate2 commands read (the slow tier runs its export too)
     with contextlib.redirect_stdout(io.StringIO()):
         assert main(["export", str(folder / "runs" / "default"), "--format", "ctranslate2",
@@ -145,11 +160,25 @@ def test_every_documented_command_on_a_run_runs(env, argv, workspace, monkeypatc
     assert (printed or capsys.readouterr().out).strip()  # it answered something
 
 
+def _fresh_out(argv, tmp_path):
+    """`argv` writing to a new folder under tmp_path instead of its documented --out."""
+    argv = [str(tmp_path / Path(a).name) if i and argv[i - 1] == "--out" else a
+            for i, a in enumerate(argv)]
+    return argv + ([] if "--out" in argv else ["--out", str(tmp_path / "run")])
+
+
+@pytest.mark.parametrize("env, argv", **_select({"import"}))
+def test_every_documented_import_runs(env, argv, workspace, monkeypatch, tmp_path):
+    _run_documented(env, _fresh_out(argv, tmp_path), workspace, monkeypatch)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("env, argv", **_select({"train", "export"}))
 def test_every_documented_train_and_export_runs(env, argv, workspace, monkeypatch, tmp_path):
     if argv[0] == "train":  # tiny settings after the documented ones, a fresh --out
-        argv = [str(tmp_path / Path(a).name) if i and argv[i - 1] == "--out" else a
-                for i, a in enumerate(argv)]
-        argv += TINY_TRAINING + ([] if "--out" in argv else ["--out", str(tmp_path / "run")])
+        tiny = TINY_TRAINING
+        if "--init-from" in argv:  # the model is the run's: no preset or vocabulary of ours
+            tiny = [a for i, a in enumerate(tiny) if a not in ("--preset", "--vocab-size")
+                    and tiny[i - 1] not in ("--preset", "--vocab-size")]
+        argv = _fresh_out(argv + tiny, tmp_path)
     _run_documented(env, argv, workspace, monkeypatch)

@@ -1,15 +1,16 @@
 """Importing Marian / OPUS-MT models, checked against CTranslate2's own Marian converter (an
 independent implementation that reads Marian's npz with numpy), on the real OPUS-MT en-mg
-model's vocabulary and SentencePiece models (../shared/marian) with random weights of a tiny shape.
+model's vocabulary and SentencePiece models (../shared/marian; where absent, files of the same
+kind made from the grammar: `conftest.marian_files`) with random weights of a tiny shape.
 """
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 from keras import ops
 
+from conftest import marian_files
 from keras_transformer.cli import main
 from keras_transformer.generation.decoding import forbid_reserved
 from keras_transformer.generation.translator import Translator
@@ -21,8 +22,7 @@ from keras_transformer.run_dir import RunDir
 ctranslate2 = pytest.importorskip("ctranslate2")
 spm = pytest.importorskip("sentencepiece")
 
-REAL = Path(__file__).resolve().parents[2].parent / "shared" / "marian" / "opus-mt-en-mg"
-pytestmark = pytest.mark.skipif(not REAL.is_dir(), reason="../shared/marian is not here")
+FILES = marian_files()
 
 SENTENCES = ["The dog runs in the park.", "I would like a cup of tea, please.",
              "Where is the station?", "She has been reading that book since Monday.", "Hello",
@@ -32,9 +32,7 @@ SHAPE = dict(layers=2, d_model=32, heads=4, d_ff=64)
 
 
 def marian_vocabulary():
-    table = json.loads((REAL / "vocab.json").read_text(encoding="utf-8"))
-    return [piece for piece, _ in sorted(table.items(), key=lambda item: item[1])
-            if piece != "<pad>"]
+    return FILES.vocabulary
 
 
 def write_release(directory, activation="swish", pre_norm=False, seed=1, **options):
@@ -46,7 +44,7 @@ def write_release(directory, activation="swish", pre_norm=False, seed=1, **optio
         directory, tensors,
         random_marian.marian_options(**SHAPE, activation=activation, pre_norm=pre_norm,
                                      **options),
-        vocabulary, (REAL / "source.spm").read_bytes(), (REAL / "target.spm").read_bytes())
+        vocabulary, FILES.source_spm, FILES.target_spm)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +67,7 @@ def ct2_translator(base):
 
 
 def source_pieces(sentences):
-    processor = spm.SentencePieceProcessor(model_file=str(REAL / "source.spm"))
+    processor = spm.SentencePieceProcessor(model_proto=FILES.source_spm)
     return [processor.encode(sentence, out_type=str) for sentence in sentences]
 
 
@@ -120,7 +118,7 @@ def test_vocab_yml_is_read_as_ctranslate2_reads_it(tmp_path):
 def test_pieces_get_the_ids_marians_tokenizer_gives_them(release):
     """MarianTokenizer's rule: SentencePiece pieces, looked up in vocab.json (unknown -> <unk>),
     then </s>. Our source ids, read back through the imported vocabulary, are those ids."""
-    table = json.loads((REAL / "vocab.json").read_text(encoding="utf-8"))
+    table = {piece: i for i, piece in enumerate(FILES.vocabulary)}
     run = RunDir(release / "run")
     _, text_path, _ = run.load_trained()
     sentences = SENTENCES + ["Ω≈ç√ 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 ☃", ""]
@@ -210,7 +208,7 @@ def test_hugging_face_layout_imports_to_the_same_model(release, tmp_path, weight
         len(vocabulary), seed=1, **{k: v for k, v in SHAPE.items() if k != "heads"})
     random_marian.write_hugging_face(
         tmp_path / "hf", tensors, random_marian.marian_options(**SHAPE), vocabulary,
-        (REAL / "source.spm").read_bytes(), (REAL / "target.spm").read_bytes(), weights=weights)
+        FILES.source_spm, FILES.target_spm, weights=weights)
     import_marian(tmp_path / "hf", tmp_path / "run", max_length=MAX_LENGTH, log=lambda *_: None)
     npz_model, text_path, npz_config = RunDir(release / "run").load_trained()
     hf_model, hf_path, hf_config = RunDir(tmp_path / "run").load_trained()
@@ -234,6 +232,17 @@ def test_an_unsupported_model_is_refused_naming_the_option(tmp_path, capsys, opt
     assert named in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["release"]  # nothing half-written
+
+
+def test_a_multilingual_model_is_refused_until_its_language_tokens_are_supported(tmp_path, capsys):
+    vocabulary = marian_vocabulary() + [">>por<<", ">>fra<<"]
+    tensors = random_marian.random_marian_tensors(len(vocabulary), layers=1, d_model=8, d_ff=8)
+    random_marian.write_marian_release(tmp_path / "release", tensors,
+                                       random_marian.marian_options(1, 8, 2, 8), vocabulary,
+                                       FILES.source_spm, FILES.target_spm)
+    assert main(["import", str(tmp_path / "release"), "--out", str(tmp_path / "run")]) == 2
+    assert ">>por<<, >>fra<<" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 def test_an_imported_run_translates_from_the_command_line(release, capsys):
