@@ -245,6 +245,10 @@ def attention_maps():
     return maps, decoded
 
 
+# files that share a worker (and so its session fixtures) beside the trained run's group
+SHARED_GROUPS = {"test_translator.py": "copy_task", "test_decoding.py": "copy_task"}
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     """Groups for the two xdist workers (`--dist loadgroup`): every file that reads the session's
@@ -252,5 +256,6 @@ def pytest_collection_modifyitems(config, items):
     (its module fixtures are then made once)."""
     files_with_run = {item.path for item in items if "trained_run" in item.fixturenames}
     for item in items:
-        group = "trained_run" if item.path in files_with_run else item.path.name
+        group = ("trained_run" if item.path in files_with_run
+                 else SHARED_GROUPS.get(item.path.name, item.path.name))
         item.add_marker(pytest.mark.xdist_group(group))

@@ -235,11 +235,31 @@ def is_finished(job) -> bool:
     return job.run.status_file.exists() and job.run.best_model.exists()
 
 
+def build_model(job, log):
+    """The job's compiled model, in its strategy's scope, and its learning-rate schedule: new
+    weights, or those of the model it fine-tunes (`--init-from`; a resumed run's own replace
+    them when fit starts)."""
+    settings, config = job.settings, job.config
+    with job.strategy.scope():
+        model = build_transformer(config)
+        schedule = TransformerSchedule(config.d_model, settings.warmup_steps,
+                                       settings.learning_rate_scale)
+        compile_transformer(model, config.d_model, label_smoothing=settings.label_smoothing,
+                            jit_compile=settings.jit_compile, schedule=schedule)
+        if settings.strategy == "multi_worker":
+            support_multi_worker(model, job.strategy)
+        if settings.init_from is not None:
+            source = RunDir(settings.init_from)
+            model.set_weights(source.load_model().get_weights())
+            log(f"fine-tuning {source.model_file}")
+    return model, schedule
+
+
 def fit(job, verbose, log) -> dict:
     """Builds, compiles and fits the model; returns what the report says of the training."""
     from pipelines import batching
 
-    settings, run, strategy, config = job.settings, job.run, job.strategy, job.config
+    settings, run, strategy = job.settings, job.run, job.strategy
 
     # Epochs of a fixed number of steps (and every multi-worker run) read one endless stream,
     # in which a resumed run skips the steps already taken; epochs of a pass over the data take
@@ -261,17 +281,7 @@ def fit(job, verbose, log) -> dict:
             process_share=process_share(),
             epoch=position.epoch if training and not steps_mode else None)
 
-    with strategy.scope():
-        model = build_transformer(config)
-        schedule = TransformerSchedule(config.d_model, settings.warmup_steps,
-                                       settings.learning_rate_scale)
-        compile_transformer(model, config.d_model, label_smoothing=settings.label_smoothing,
-                            jit_compile=settings.jit_compile, schedule=schedule)
-        if settings.strategy == "multi_worker":
-            support_multi_worker(model, strategy)
-        if settings.init_from is not None:  # a resumed run's own weights replace these in fit
-            model.set_weights(RunDir(settings.init_from).load_model().get_weights())
-            log(f"fine-tuning {RunDir(settings.init_from).model_file}")
+    model, schedule = build_model(job, log)
     replicas = (data_parallel_devices() if settings.strategy == "data_parallel"
                 else strategy.num_replicas_in_sync)
     log(f"model: {settings.preset}, {model.count_params():,} parameters; "

@@ -176,7 +176,7 @@ def test_every_tokens_probability_equals_ctranslate2s(release, tmp_path):
 
 @pytest.mark.parametrize("variant", [
     pytest.param(dict(activation="relu"), marks=pytest.mark.slow), dict(activation="gelu"),
-    dict(pre_norm=True)])
+    pytest.param(dict(pre_norm=True), marks=pytest.mark.slow)])
 def test_variants_score_as_ctranslate2(tmp_path, variant):
     """relu, Marian's gelu (x sigmoid(1.702 x)) and pre-norm (n / da / n) import alike."""
     write_release(tmp_path / "release", seed=2, **variant)
@@ -314,6 +314,7 @@ def test_every_export_of_an_imported_run_translates_as_keras(release, tmp_path):
         assert all(same) if "int8" not in variant else sum(same) >= len(same) // 2
 
 
+@pytest.mark.slow
 def test_an_imported_model_fine_tunes_with_train(release, tmp_path):
     """`train --init-from` an imported run: its tokenizers (vocabulary lookup) frame the
     training pairs as its sources are framed for translation (pieces + [END]), and the run

@@ -9,7 +9,7 @@ import pytest
 from conftest import quiet, tiny_settings, write_pairs
 from keras_transformer.cli import main
 from keras_transformer.run_dir import RunDir
-from keras_transformer.training.job import train
+from keras_transformer.training.job import build_model, set_up, train
 from pipelines.batching import make_dataset
 from pipelines.default_data import (
     SWAPPED_NOUNS,
@@ -25,26 +25,25 @@ def changed_grammar(count, seed):
 
 
 def test_fine_tuning_starts_from_the_runs_model_and_tokenizers(trained_run, tmp_path, held_out):
-    """With a learning rate of 0 the fine-tuned model is the source's, bit for bit, and scores
-    the source's loss on the same batch: it started from those weights, not from new ones."""
+    """The job's model before its first step is the source run's, bit for bit, and scores the
+    source's loss on the same batch; the run holds the source's tokenizers and config. (Whole
+    fine-tuning runs: the slow tests here and in tests/pretrained.)"""
     source = RunDir(trained_run[0])
     data = write_pairs(tmp_path / "new.tsv", changed_grammar(200, seed=5))
-    out = tmp_path / "tuned"
-    train(tiny_settings(data, init_from=str(source.path), learning_rate_scale=0.0, epochs=1,
-                        steps_per_epoch=2, bleu_sentences=0, keep_best="val_loss", **held_out),
-          out, examples=0, verbose=0, log=quiet)
-    tuned = RunDir(out)
+    job = set_up(tiny_settings(data, init_from=str(source.path), **held_out), tmp_path / "tuned",
+                 quiet)
+    model, _ = build_model(job, quiet)
+    tuned = RunDir(tmp_path / "tuned")
     assert tuned.source_tokenizer.read_bytes() == source.source_tokenizer.read_bytes()
-    assert tuned.load_config() == source.load_config()
-    before, after = source.load_model(source.best_model), tuned.load_model(tuned.best_model)
-    for a, b in zip(before.get_weights(), after.get_weights()):
+    assert tuned.load_config() == source.load_config() == job.config
+    before = source.load_model(source.best_model)
+    for a, b in zip(before.get_weights(), model.get_weights()):
         np.testing.assert_array_equal(a, b)
-    model, text_path, _ = tuned.load_trained()
     (source_ids, target_in), target_out = next(iter(
-        make_dataset(data, text_path, batch_tokens=512, shuffle=False, seed=0)))
+        make_dataset(data, job.text_path, batch_tokens=512, shuffle=False, seed=0)))
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0)
     assert float(loss(target_out, before([source_ids, target_in]))) == pytest.approx(
-        float(loss(target_out, after([source_ids, target_in]))), abs=1e-6)
+        float(loss(target_out, model([source_ids, target_in]))), abs=1e-6)
 
 
 def test_a_change_to_the_model_is_refused_listing_it(trained_run, tmp_path, small_tsv, capsys):
