@@ -30,7 +30,8 @@ def test_killed_training_resumes_where_it_stopped(small_tsv, held_out, tmp_path)
     run = tmp_path / "resumed"
     args = ["train", "--data", small_tsv, "--preset", "tiny", "--vocab-size", 300,
             "--batch-tokens", 1024, "--warmup-steps", 50, "--epochs", 3, "--out", run,
-            "--examples", 0, "--steps-per-epoch", 12, "--bleu-sentences", 10,
+            "--examples", 0, "--steps-per-epoch", 12, "--bleu-sentences", 0,
+            "--keep-best", "val_loss",
             "--validation-data", held_out["validation_data"], "--test-data", held_out["test_data"],
             "--mixed-precision", "float32", "--no-tune-alpha"]
     first = _cli(*args)
