@@ -264,7 +264,7 @@ def main(argv=None):
                 result["threads"] = 1 if engine == "tflite_int8" else "TF default"
             print(f"| {engine} | {result['threads']} | {result['ms_per_sentence']:.1f} | "
                   f"{result['sentences_per_s']:.1f} | {result['peak_mib']:.0f} |")
-    print("\n" + process.reproduce_line(__file__, args, skip=("folder", "step"),
+    print("\nreproduce: " + process.reproduce_line(__file__, args, skip=("folder", "step"),
                                         defaults=parse_args([])))
 
 

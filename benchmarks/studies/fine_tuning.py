@@ -102,7 +102,7 @@ def main(argv=None):
                 recall, new_bleu, old_bleu = scores(out)
                 print(f"| {scale:g} | {warmup} | {recall:.0%} | {new_bleu:.1f} | "
                       f"{old_bleu:.1f} | {seconds:.0f} |", flush=True)
-    print("\n" + process.reproduce_line(__file__, args, defaults=parse_args([])))
+    print("\nreproduce: " + process.reproduce_line(__file__, args, defaults=parse_args([])))
 
 
 if __name__ == "__main__":
