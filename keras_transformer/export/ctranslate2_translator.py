@@ -80,11 +80,14 @@ class CTranslate2Translator:
         """list[str] -> the pieces of each sentence, cut as `TextPath` cuts them.
 
         Text is encoded to UTF-8 first (a lone surrogate keeps its bytes), so every invalid byte
-        reads as U+FFFD, an [UNK] piece, as in the graph."""
+        reads as U+FFFD, an [UNK] piece, as in the graph. Pieces are read from SentencePiece's
+        ids, as the graph reads them: text the model does not know is its unknown piece, not
+        the text itself (which a vocabulary holding pieces of both languages might know)."""
         data = [s.encode("utf-8", errors="surrogatepass") for s in sentences]
         texts = [d.decode("utf-8", errors="replace") for d in data]
-        return [pieces[:self.source_budget]
-                for pieces in self.source_processor.encode(texts, out_type=str)]
+        piece = self.source_processor.id_to_piece
+        return [[piece(i) for i in ids[:self.source_budget]]
+                for ids in self.source_processor.encode(texts)]
 
     def _options(self, search, options):
         options = dict(options)
