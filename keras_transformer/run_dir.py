@@ -102,9 +102,11 @@ class RunDir:
                 "train one with `python -m keras_transformer train --out "
                 f"{self.path}`")
 
-    def load_trained(self, model_file=None):
+    def load_trained(self, model_file=None, target_language=None):
         """(model, text_path, config) of the run's model (`model_file`, default `self.model_file`):
-        inference only, no optimizer, in float32 (`load_model`)."""
+        inference only, no optimizer, in float32 (`load_model`). `target_language`: for a
+        multilingual imported model, the language to translate into (default: the one chosen at
+        import)."""
         from pipelines.text_path import TextPath
 
         self.require_trained()
@@ -114,9 +116,38 @@ class RunDir:
                                         "of an older version of this package: train it again)")
         config = self.load_config()
         model = self.load_model(model_file)
-        text_path = TextPath(*self.load_tokenizers(), config.max_length,
-                             config.source_start_token)
+        source, target = self.load_tokenizers()
+        text_path = TextPath(source, target, config.max_length, config.source_start_token,
+                             self.language_token_id(source, target_language))
         return model, text_path, config
+
+    def languages(self) -> dict:
+        """A multilingual imported model's {"language_tokens": [">>xxx<<", ...],
+        "target_language": its default}; {} for any other run."""
+        if not self.pretrained_file.exists():
+            return {}
+        pretrained = json.loads(self.pretrained_file.read_text())
+        if not pretrained.get("language_tokens"):
+            return {}
+        return {key: pretrained[key] for key in ("language_tokens", "target_language")}
+
+    def language_token_id(self, source_tokenizer, target_language=None):
+        """The source id of a multilingual model's `>>xxx<<` target-language token (None for a
+        model that has none); ValueError naming the languages it knows for another."""
+        languages = self.languages()
+        known = languages.get("language_tokens", [])
+        target_language = target_language or languages.get("target_language")
+        if not known:
+            if target_language:
+                raise ValueError(f"{self.path} translates into one language only: leave out "
+                                 "--target-language")
+            return None
+        token = f">>{target_language}<<"
+        if token not in known:
+            raise ValueError(f"this model translates into {len(known)} languages: choose one "
+                             f"with --target-language ({', '.join(t[2:-2] for t in known)}); "
+                             f"got {target_language!r}")
+        return source_tokenizer.token_to_id(token)
 
     def load_tokenizers(self):
         """(source, target) `SentencePieceTokenizer`s, with their vocabularies where the run

@@ -7,7 +7,8 @@ the tokenizers (`pipelines.normalization`).
 Framing (B = sentences, S/T = padded lengths, 0 = [PAD]):
 
     source      [START] x [END]      (B, S), S <= max_length: x keeps its first max_length - 2 pieces
-                (x [END] with `source_start_token=False`, Marian's framing: max_length - 1 pieces)
+                (x [END] with `source_start_token=False`, Marian's framing: max_length - 1 pieces;
+                a multilingual Marian model's target-language token, `source_prefix_id`, first)
     target_in   [START] y            (B, T), T <= max_length: y keeps its first max_length - 1 pieces
     target_out  y [END]              (B, T)
 
@@ -24,7 +25,7 @@ class TextPath(tf.Module):
     """Text <-> framed ids for a (source, target) pair of tokenizers and a model's `max_length`."""
 
     def __init__(self, source_tokenizer, target_tokenizer, max_length: int,
-                 source_start_token: bool = True):
+                 source_start_token: bool = True, source_prefix_id: int | None = None):
         super().__init__(name="text_path")
         if max_length < 3:
             raise ValueError(f"max_length must leave room for [START], a token and [END], "
@@ -33,8 +34,10 @@ class TextPath(tf.Module):
         self.target_tokenizer = target_tokenizer
         self.max_length = int(max_length)
         self.source_start_token = bool(source_start_token)
-        # source pieces kept: room for [END], and [START] where the framing has it
-        self.source_budget = self.max_length - 1 - int(self.source_start_token)
+        self.source_prefix_id = None if source_prefix_id is None else int(source_prefix_id)
+        # source pieces kept: room for [END], and [START] and the prefix where the framing has them
+        self.source_budget = (self.max_length - 1 - int(self.source_start_token)
+                              - int(self.source_prefix_id is not None))
 
     def source_ids(self, sentences) -> tf.Tensor:
         """Strings (B,) -> (B, S) int32 [START] pieces [END] (or pieces [END]), 0-padded,
@@ -48,9 +51,11 @@ class TextPath(tf.Module):
         lengths = tf.cast(tf.minimum(lengths, keep), tf.int32)
         batch = tf.shape(dense)[0]
         start = [tf.fill([batch, 1], START_ID)] if self.source_start_token else []
+        if self.source_prefix_id is not None:
+            start.insert(0, tf.fill([batch, 1], self.source_prefix_id))
         ids = tf.concat(start + [dense, tf.zeros([batch, 1], tf.int32)], axis=1)
         positions = tf.range(tf.shape(ids)[1])
-        end = lengths[:, None] + int(self.source_start_token)
+        end = lengths[:, None] + len(start)
         return tf.where(positions[None, :] == end, END_ID, ids)
 
     def source_lengths(self, sentences) -> tf.Tensor:
@@ -60,15 +65,16 @@ class TextPath(tf.Module):
     def training_example(self, sources, targets):
         """Strings (N,), (N,) -> ((source, target_in), target_out), each ragged (N, None) int32."""
         source = _framed(self.source_tokenizer.tokenize(sources), self.source_budget,
-                         self.source_start_token)
+                         self.source_start_token, self.source_prefix_id)
         target = _framed(self.target_tokenizer.tokenize(targets), self.max_length - 1)
         return (source, target[:, :-1]), target[:, 1:]
 
-    @staticmethod
-    def has_words(source_ids) -> tf.Tensor:
-        """(B, S) -> (B,) bool: some token besides [PAD], [START] and [END]."""
+    def has_words(self, source_ids) -> tf.Tensor:
+        """(B, S) -> (B,) bool: some token besides [PAD], [START], [END] and the prefix."""
         source_ids = tf.convert_to_tensor(source_ids)
         reserved = (source_ids == PAD_ID) | (source_ids == START_ID) | (source_ids == END_ID)
+        if self.source_prefix_id is not None:
+            reserved |= source_ids == self.source_prefix_id
         return tf.reduce_any(~reserved, axis=1)
 
     def answer_ids(self, source_ids, output_ids) -> tf.Tensor:
@@ -83,9 +89,11 @@ class TextPath(tf.Module):
         return self.target_tokenizer.detokenize(output_ids)
 
 
-def _framed(ids, budget, start_token=True):
-    """Ragged (N, None) -> [START] ids[:budget] [END] (no [START] without `start_token`),
-    ragged (N, None)."""
+def _framed(ids, budget, start_token=True, prefix_id=None):
+    """Ragged (N, None) -> [START] ids[:budget] [END] (no [START] without `start_token`; the
+    prefix id first when given), ragged (N, None)."""
     column = tf.ones([ids.nrows(), 1], tf.int32)
     start = [column * START_ID] if start_token else []
+    if prefix_id is not None:
+        start.insert(0, column * prefix_id)
     return tf.concat(start + [ids[:, :budget], column * END_ID], axis=1)

@@ -12,6 +12,9 @@ def add_parser(commands):
                     "and nothing is written.")
     command.add_argument("model_dir", help="the downloaded model's directory")
     command.add_argument("--out", required=True, help="the run directory to write (new or empty)")
+    command.add_argument("--target-language", default=None, metavar="CODE",
+                         help="a multilingual model's default target language (por for >>por<<); "
+                              "translate --target-language chooses another")
     command.add_argument("--max-length", type=int, default=None,
                          help="the longest source and translation, in pieces (default: 512)")
     return command
@@ -24,7 +27,8 @@ def run(args):
     from keras_transformer.pretrained.marian_files import UnsupportedCheckpoint
 
     try:
-        import_marian(args.model_dir, args.out, max_length=args.max_length)
+        import_marian(args.model_dir, args.out, max_length=args.max_length,
+                      target_language=args.target_language)
     except (UnsupportedCheckpoint, FileExistsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -91,6 +91,9 @@ def add_search_options(parser):
                              f"{defaults.BEAM_SIZE})")
     parser.add_argument("--jit-compile", action="store_true",
                         help="compile decoding with XLA (compiles once per input shape)")
+    parser.add_argument("--target-language", default=None, metavar="CODE",
+                        help="a multilingual imported model's target language, e.g. por for "
+                             ">>por<< (default: the one chosen at import)")
     parser.add_argument("--engine", choices=("keras", "ctranslate2"), default="keras",
                         help="keras (default), or ctranslate2: the run's model converted for "
                              "CTranslate2 on first use (RUN_DIR/ctranslate2/); RUN_DIR may also "
@@ -120,4 +123,5 @@ def open_translator(args):
     from keras_transformer.engines import load_translator
 
     return load_translator(args.run_dir, jit_compile=args.jit_compile, engine=args.engine,
-                           compute_type=args.compute_type)
+                           compute_type=args.compute_type,
+                           target_language=getattr(args, "target_language", None))

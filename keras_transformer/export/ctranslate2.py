@@ -166,7 +166,7 @@ def vocabulary(spm_model_bytes):
 
 
 def write_ctranslate2(model, source_spm, target_spm, directory, quantization="float32",
-                      beam_size=4, alpha=0.6, vocabularies=None):
+                      beam_size=4, alpha=0.6, vocabularies=None, languages=None):
     """Writes the CTranslate2 model directory of `model` to `directory` (created; it must not
     exist), atomically: a folder beside it renamed into place when complete.
 
@@ -177,6 +177,8 @@ def write_ctranslate2(model, source_spm, target_spm, directory, quantization="fl
         beam_size, alpha: the beam settings our engine uses by default (keras_transformer.json).
         vocabularies: (source, target) pieces id by id, where the model's ids are not the
             SentencePiece models' (an imported model: `RunDir.vocabularies`).
+        languages: a multilingual model's {"language_tokens": [...], "target_language": ...}
+            (`RunDir.languages`), written for the engine.
     Returns:
         the directory.
     """
@@ -201,7 +203,8 @@ def write_ctranslate2(model, source_spm, target_spm, directory, quantization="fl
             "max_length": config.max_length, "beam_size": beam_size, "alpha": alpha,
             "quantization": quantization, "source_vocab_size": config.source_vocab_size,
             "target_vocab_size": config.target_vocab_size,
-            "source_start_token": config.source_start_token}, indent=2, sort_keys=True))
+            "source_start_token": config.source_start_token, **(languages or {})},
+            indent=2, sort_keys=True))
         staging.rename(directory)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -210,7 +213,8 @@ def write_ctranslate2(model, source_spm, target_spm, directory, quantization="fl
 
 
 def export_ctranslate2(model, source_spm, target_spm, base, *, version=None,
-                       quantization="float32", beam_size=4, alpha=0.6, vocabularies=None):
+                       quantization="float32", beam_size=4, alpha=0.6, vocabularies=None,
+                       languages=None):
     """A new version base/N/ of the CTranslate2 directory (`write_ctranslate2`); versions are
     never overwritten, as for the SavedModel (`versions`). Returns the version folder."""
     from keras_transformer.export import versions
@@ -221,7 +225,7 @@ def export_ctranslate2(model, source_spm, target_spm, base, *, version=None,
     staging = Path(tempfile.mkdtemp(prefix=".ctranslate2-", dir=base)) / "model"
     try:
         write_ctranslate2(model, source_spm, target_spm, staging, quantization, beam_size, alpha,
-                          vocabularies)
+                          vocabularies, languages)
         return versions.publish(staging, base, version)
     finally:
         shutil.rmtree(staging.parent, ignore_errors=True)
@@ -239,7 +243,8 @@ def export_run_ctranslate2(run_dir, out, *, version=None, quantization="float32"
     return export_ctranslate2(
         model, run.source_tokenizer.read_bytes(), run.target_tokenizer.read_bytes(), out,
         version=version, quantization=quantization, beam_size=beam_size,
-        alpha=run.beam_alpha() if alpha is None else alpha, vocabularies=run.vocabularies())
+        alpha=run.beam_alpha() if alpha is None else alpha, vocabularies=run.vocabularies(),
+        languages=run.languages())
 
 
 def run_engine_directory(run_dir):
@@ -257,5 +262,6 @@ def run_engine_directory(run_dir):
         shutil.rmtree(directory)
     write_ctranslate2(run.load_model(), run.source_tokenizer.read_bytes(),
                       run.target_tokenizer.read_bytes(), directory, "float32",
-                      alpha=run.beam_alpha(), vocabularies=run.vocabularies())
+                      alpha=run.beam_alpha(), vocabularies=run.vocabularies(),
+                      languages=run.languages())
     return directory

@@ -49,10 +49,11 @@ class CTranslate2Translator:
         compute_type: CTranslate2's ("default": the type the weights were saved in; "int8",
             "int8_float32", "float16", ... quantize when loading).
         intra_threads: threads per translation (0: the engine's default).
+        target_language: a multilingual model's language (default: the export's).
     """
 
     def __init__(self, directory, device="cpu", compute_type="default", intra_threads=0,
-                 inter_threads=1):
+                 inter_threads=1, target_language=None):
         ctranslate2 = require_ctranslate2()
         import sentencepiece as spm
 
@@ -64,9 +65,20 @@ class CTranslate2Translator:
         self.settings = json.loads(engine_file.read_text())
         self.max_length = int(self.settings["max_length"])
         self.alpha = float(self.settings.get("alpha", ALPHA))
-        # pieces kept per source: room for [END], and for [START] where the model frames with it
-        self.source_budget = self.max_length - 1 - int(self.settings.get("source_start_token",
-                                                                         True))
+        known = self.settings.get("language_tokens", [])
+        language = target_language or self.settings.get("target_language")
+        if known and f">>{language}<<" not in known:
+            raise ValueError(f"this model translates into {len(known)} languages: choose one "
+                             f"with --target-language ({', '.join(t[2:-2] for t in known)}); "
+                             f"got {language!r}")
+        if not known and target_language:
+            raise ValueError(f"{self.directory} translates into one language only: leave out "
+                             "--target-language")
+        # a multilingual model's target-language piece, first in every source
+        self.source_prefix = [f">>{language}<<"] if known else []
+        # pieces kept per source: room for [END], [START] and the prefix where the model has them
+        self.source_budget = (self.max_length - 1 - len(self.source_prefix)
+                              - int(self.settings.get("source_start_token", True)))
         self.source_processor = spm.SentencePieceProcessor(
             model_file=str(self.directory / SOURCE_SPM))
         self.target_processor = spm.SentencePieceProcessor(
@@ -86,7 +98,7 @@ class CTranslate2Translator:
         data = [s.encode("utf-8", errors="surrogatepass") for s in sentences]
         texts = [d.decode("utf-8", errors="replace") for d in data]
         piece = self.source_processor.id_to_piece
-        return [[piece(i) for i in ids[:self.source_budget]]
+        return [self.source_prefix + [piece(i) for i in ids[:self.source_budget]]
                 for ids in self.source_processor.encode(texts)]
 
     def _options(self, search, options):
@@ -131,7 +143,7 @@ class CTranslate2Translator:
         alpha = float(options.get("alpha", self.alpha)) if search == "beam" else None
         settings = self._options(search, options)
         pieces = self.source_pieces(list(sentences))
-        wordful = [i for i, p in enumerate(pieces) if p]
+        wordful = [i for i, p in enumerate(pieces) if len(p) > len(self.source_prefix)]
         results = [None] * len(pieces)
         if wordful:
             translated = self.engine.translate_batch(

@@ -79,10 +79,6 @@ def check_supported(checkpoint):
          and options.get("hf-static-position-embeddings", True),
          "learned position embeddings (--transformer-train-position-embeddings)")
     need(MARIAN_END in checkpoint.target_vocabulary, f"a target vocabulary without {MARIAN_END}")
-    languages = language_tokens(checkpoint.source_vocabulary)
-    need(not languages, f"target-language tokens ({', '.join(languages[:6])}"
-         f"{' ...' if len(languages) > 6 else ''}: a multilingual model, which needs the token "
-         "before each source; not supported yet)")
     if problems:
         raise UnsupportedCheckpoint("this Marian model uses what keras-transformer does not "
                                     "support: " + "; ".join(problems))
@@ -233,10 +229,15 @@ def build_model(checkpoint, config):
     return model
 
 
-def import_marian(model_dir, out, max_length=None, log=print):
+def import_marian(model_dir, out, max_length=None, target_language=None, log=print):
     """Writes the Marian model in `model_dir` (either layout) as a run directory `out` that
     `translate`, `evaluate`, `attention` and `export` read as any run. `out` must not exist (or
-    be empty); it is written whole or not at all. Returns `out` as a Path."""
+    be empty); it is written whole or not at all. Returns `out` as a Path.
+
+    A multilingual model (`>>xxx<<` target-language tokens in its vocabulary) needs
+    `target_language` (xxx): the run's default, which `translate --target-language` overrides;
+    its token starts every source, as Marian's multilingual models were trained.
+    """
     from keras_transformer.run_dir import RunDir, write_atomically
     from pipelines.tokenizers import SentencePieceTokenizer
 
@@ -245,6 +246,15 @@ def import_marian(model_dir, out, max_length=None, log=print):
         raise FileExistsError(f"{out} exists and is not empty: choose another --out")
     checkpoint = read_marian(model_dir)
     check_supported(checkpoint)
+    languages = language_tokens(checkpoint.source_vocabulary)
+    if languages and f">>{target_language}<<" not in languages:
+        raise UnsupportedCheckpoint(
+            f"this model translates into {len(languages)} languages: choose one with "
+            f"--target-language ({', '.join(t[2:-2] for t in languages)}); got "
+            f"{target_language!r}")
+    if target_language and not languages:
+        raise UnsupportedCheckpoint("this model translates into one language only: leave out "
+                                    "--target-language")
     config = transformer_config(checkpoint, max_length)
     log(f"{checkpoint.origin['layout']} layout, {checkpoint.origin['weights']}: "
         f"{config.num_layers}+{config.num_layers} layers, d_model {config.d_model}, "
@@ -264,7 +274,8 @@ def import_marian(model_dir, out, max_length=None, log=print):
         target.save(run.target_tokenizer, run.target_vocabulary)
         model.save(run.best_model)
         write_atomically(run.pretrained_file, json.dumps(
-            {**checkpoint.origin, "source": str(Path(model_dir).resolve()), "family": "marian"},
+            {**checkpoint.origin, "source": str(Path(model_dir).resolve()), "family": "marian",
+             "language_tokens": languages, "target_language": target_language},
             indent=2, sort_keys=True))
         if out.exists():
             out.rmdir()

@@ -82,6 +82,8 @@ def load_tokenizers(settings, run, sample, log):
         source, target = source_run.load_tokenizers()
         source.save(run.source_tokenizer, run.source_vocabulary)
         target.save(run.target_tokenizer, run.target_vocabulary)
+        if source_run.pretrained_file.exists():  # an imported model's origin and languages
+            write_atomically(run.pretrained_file, source_run.pretrained_file.read_text())
         log(f"tokenizers: {source_run.path}'s")
         return source, target
     if sample is None:  # stopped after the data was written: the same sample, from its train split
@@ -186,7 +188,7 @@ def set_up(settings, out, log) -> Job:
         config = fine_tuned
     run.save_config(config)
     text_path = TextPath(source_tokenizer, target_tokenizer, config.max_length,
-                         config.source_start_token)
+                         config.source_start_token, run.language_token_id(source_tokenizer))
     log(f"pairs: train {sizes['train']:,}, validation {sizes['validation']:,}, "
         f"test {sizes['test']:,}; vocabulary: source {source_tokenizer.vocab_size}, "
         f"target {target_tokenizer.vocab_size}")

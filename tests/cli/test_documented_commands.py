@@ -123,6 +123,14 @@ def workspace(trained_run, tmp_path_factory):
     import_marian(folder / "opus-mt-en-de", folder / "runs" / "en-de", max_length=16,
                   log=lambda *_: None)
     copy_run(folder / "runs" / "en-de", folder / "runs" / "en-de-tuned")
+    languages = [">>por<<", ">>fra<<"]  # a multilingual one
+    random_marian.write_hugging_face(
+        folder / "opus-mt-en-ROMANCE", random_marian.random_marian_tensors(
+            len(files.vocabulary) + 2, layers=1, d_model=16, d_ff=32),
+        random_marian.marian_options(1, 16, 2, 32), files.vocabulary + languages,
+        files.source_spm, files.target_spm)
+    import_marian(folder / "opus-mt-en-ROMANCE", folder / "runs" / "en-romance", max_length=16,
+                  target_language="por", log=lambda *_: None)
     # what deployment.md's CTranslate2 commands read (the slow tier runs its export too)
     with contextlib.redirect_stdout(io.StringIO()):
         assert main(["export", str(folder / "runs" / "default"), "--format", "ctranslate2",

@@ -257,15 +257,45 @@ def test_an_unsupported_model_is_refused_naming_the_option(tmp_path, capsys, opt
     assert [p.name for p in tmp_path.iterdir()] == ["release"]  # nothing half-written
 
 
-def test_a_multilingual_model_is_refused_until_its_language_tokens_are_supported(tmp_path, capsys):
+def test_a_multilingual_model_takes_its_language_token_first(tmp_path, capsys):
+    """>>xxx<< first in every source, as CTranslate2 is given it: the same translations; another
+    language at translation changes them; a model asked for none or an unknown one names those
+    it knows."""
     vocabulary = marian_vocabulary() + [">>por<<", ">>fra<<"]
-    tensors = random_marian.random_marian_tensors(len(vocabulary), layers=1, d_model=8, d_ff=8)
+    tensors = random_marian.random_marian_tensors(
+        len(vocabulary), seed=3, **{k: v for k, v in SHAPE.items() if k != "heads"})
     random_marian.write_marian_release(tmp_path / "release", tensors,
-                                       random_marian.marian_options(1, 8, 2, 8), vocabulary,
+                                       random_marian.marian_options(**SHAPE), vocabulary,
                                        FILES.source_spm, FILES.target_spm)
-    assert main(["import", str(tmp_path / "release"), "--out", str(tmp_path / "run")]) == 2
-    assert ">>por<<, >>fra<<" in capsys.readouterr().err
-    assert not (tmp_path / "run").exists()
+    out = str(tmp_path / "run")
+    assert main(["import", str(tmp_path / "release"), "--out", out]) == 2
+    assert "por, fra" in capsys.readouterr().err and not (tmp_path / "run").exists()
+    assert main(["import", str(tmp_path / "release"), "--out", out, "--max-length",
+                 str(MAX_LENGTH), "--target-language", "por"]) == 0
+    from ctranslate2.converters import MarianConverter
+
+    MarianConverter(str(tmp_path / "release" / "model.npz"),
+                    [str(tmp_path / "release" / "vocab.yml")]).convert(str(tmp_path / "ct2"))
+    engine = ct2_translator(tmp_path)
+    run = RunDir(out)
+    answers = {}
+    for language in ("por", "fra"):
+        model, text_path, _ = run.load_trained(target_language=language)
+        ids = np.asarray(Translator(model, text_path).translate_ids(
+            text_path.source_ids(SENTENCES)))
+        answers[language] = our_pieces(run, ids)
+        theirs = engine.translate_batch(
+            [[f">>{language}<<"] + pieces[:MAX_LENGTH - 2] for pieces in source_pieces(SENTENCES)],
+            beam_size=1, max_decoding_length=MAX_LENGTH)
+        assert answers[language] == [result.hypotheses[0] for result in theirs]
+    assert answers["por"] != answers["fra"]
+    with pytest.raises(ValueError, match="por, fra"):
+        run.load_trained(target_language="deu")
+    capsys.readouterr()
+    assert main(["translate", out, "--engine", "ctranslate2", "--target-language", "fra",
+                 SENTENCES[0]]) == 0
+    assert capsys.readouterr().out.strip() == Translator(
+        *run.load_trained(target_language="fra")[:2]).translate(SENTENCES[:1])[0]
 
 
 def test_an_imported_run_translates_from_the_command_line(release, capsys):
