@@ -158,7 +158,8 @@ def test_text_unknown_to_sentencepiece_but_in_the_vocabulary_keeps_its_id(releas
     assert 1 not in ids  # [UNK]
 
 
-@pytest.mark.parametrize("beam_size", [1, 4])
+# greedy is also compared in the multilingual test; here in the slow tier
+@pytest.mark.parametrize("beam_size", [pytest.param(1, marks=pytest.mark.slow), 4])
 def test_translations_equal_ctranslate2s_conversion(release, beam_size):
     run = RunDir(release / "run")
     model, text_path, _ = run.load_trained()
@@ -299,6 +300,7 @@ def test_a_multilingual_model_takes_its_language_token_first(tmp_path, capsys):
         *run.load_trained(target_language="fra")[:2]).translate(sentences[:1])[0]
 
 
+@pytest.mark.slow  # the documented commands' test runs import and translate in the default suite
 def test_an_imported_run_translates_from_the_command_line(release, capsys):
     """(The fixture imported it with `python -m keras_transformer import`.)"""
     out = release / "run"
