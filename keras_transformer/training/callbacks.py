@@ -74,22 +74,22 @@ class TimeBudget(keras.callbacks.Callback):
             self.clock = self.agreement.from_chief([self.elapsed()])[0]
 
     def on_train_begin(self, logs=None):
-        self.began = self.step_began = time.perf_counter()
+        self.began = self.step_ended = time.perf_counter()
         self.tick()
 
-    def on_train_batch_begin(self, batch, logs=None):
-        self.step_began = time.perf_counter()
-
     def on_train_batch_end(self, batch, logs=None):
+        # a step's length: from the previous check to this one, the batch's fetch and the
+        # other callbacks included, so that a budget crossed during it is overshot by less
         self.steps += 1
-        self.step_ended = time.perf_counter()
-        self.last_step_seconds = self.step_ended - self.step_began
+        now = time.perf_counter()
+        self.last_step_seconds, self.step_ended = now - self.step_ended, now
         self.tick()
         self._stop_if_spent("step")
 
     def on_epoch_end(self, epoch, logs=None):
         # validation (and val_bleu) ran after the epoch's last step
-        self.last_validation_seconds = time.perf_counter() - self.step_ended
+        now = time.perf_counter()
+        self.last_validation_seconds, self.step_ended = now - self.step_ended, now
         self.tick()
         self._stop_if_spent("validation")
         self.save()
