@@ -26,6 +26,7 @@ import csv
 import io
 import json
 import os
+import uuid
 from pathlib import Path
 
 from keras_transformer.config import TransformerConfig
@@ -37,9 +38,14 @@ SPLITS = ("train", "validation", "test")
 def write_atomically(path, text):
     """Writes `text` to `path` whole or not at all: a crash mid-write leaves the old file."""
     path = Path(path)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text)
-    os.replace(partial, path)
+    # a name of its own: two processes writing the same file never share a partial one
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial")
+    try:
+        partial.write_text(text)
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 class IncompatibleRunError(ValueError):

@@ -2,15 +2,20 @@
 
 Session fixtures, made once per run and read-only (a test that changes one copies it first):
     trained_run  a run directory trained by the train job for a few seconds (tiny model, the
-                 embedded grammar as a TSV, beam alpha tuned, the last 3 checkpoints kept)
+                 embedded grammar as a TSV, beam alpha tuned, the last 3 checkpoints kept);
+                 made once for both xdist workers (`made_once`), so any file may read it
     copy_task    a tiny model trained to copy sentences of 16 words, with its text path: its
-                 outputs depend on every source token, so parity with it means something
+                 outputs depend on every source token, so parity with it means something;
+                 also made once (each worker loads it)
 """
 
 import dataclasses
 import os
+import pickle
 import shutil
 from pathlib import Path
+
+from filelock import FileLock
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -19,6 +24,14 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from keras_transformer import build_transformer, preset  # noqa: E402
+
+if os.environ.get("PYTEST_XDIST_WORKER") and keras.backend.backend() == "tensorflow":
+    # one thread an op in each of the two workers on two cores: tiny models gain nothing from a
+    # second thread, and two workers' pools contending cost the suite (the embedded recipe's
+    # intra_op_threads=1 for the same reason)
+    import tensorflow as tf  # noqa: E402
+
+    tf.config.threading.set_intra_op_parallelism_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPORA = ROOT.parent / "shared" / "corpora"
@@ -59,12 +72,37 @@ def write_pairs(path, pairs):
     return path
 
 
+def shared_folder(tmp_path_factory, name):
+    """The folder `made_once(tmp_path_factory, name, ...)` makes: one for all xdist workers."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the session's folder, above each worker's own
+    return root / name
+
+
+def made_once(tmp_path_factory, name, make):
+    """`make(folder)`'s (picklable) result, made once per test session in a folder of its own:
+    under xdist the first worker to ask makes it while the others wait on a file lock, then
+    they all read the same folder (so paths recorded in it hold on every worker)."""
+    folder = shared_folder(tmp_path_factory, name)
+    root, made = folder.parent, folder.parent / f"{name}.made.pickle"
+    with FileLock(str(root / f"{name}.lock")):
+        if made.exists():
+            return pickle.loads(made.read_bytes())
+        shutil.rmtree(folder, ignore_errors=True)  # a half-made one whose maker failed
+        folder.mkdir()
+        value = make(folder)
+        made.write_bytes(pickle.dumps(value))
+        return value
+
+
 @pytest.fixture(scope="session")
 def small_tsv(tmp_path_factory):
     """3,000 pairs of the embedded grammar as a TSV (what a user's --data looks like)."""
     from pipelines.default_data import generate_pairs
 
-    return write_pairs(tmp_path_factory.mktemp("data") / "pairs.tsv", generate_pairs(3000, seed=3))
+    return made_once(tmp_path_factory, "data", lambda folder: write_pairs(
+        folder / "pairs.tsv", generate_pairs(3000, seed=3)))
 
 
 @pytest.fixture(scope="session")
@@ -73,9 +111,11 @@ def held_out(tmp_path_factory):
     train jobs validate and report on, so they do not translate hundreds of sentences."""
     from pipelines.default_data import generate_pairs
 
-    folder = tmp_path_factory.mktemp("held_out")
-    return {"validation_data": str(write_pairs(folder / "dev.tsv", generate_pairs(20, seed=91))),
-            "test_data": str(write_pairs(folder / "test.tsv", generate_pairs(20, seed=92)))}
+    def make(folder):
+        return {"validation_data": str(write_pairs(folder / "dev.tsv", generate_pairs(20, seed=91))),
+                "test_data": str(write_pairs(folder / "test.tsv", generate_pairs(20, seed=92)))}
+
+    return made_once(tmp_path_factory, "held_out", make)
 
 
 def tiny_settings(data, **changes):
@@ -92,21 +132,28 @@ def quiet(*args):
     return None
 
 
-TRAINED_RUN = dict(tune_alpha=True, keep_checkpoints=3, bleu_sentences=20)
+# one encoder and one decoder block: every test that loads, traces, exports or converts the run
+# does it twice as fast (the copy task's model keeps two)
+TRAINED_RUN = dict(tune_alpha=True, keep_checkpoints=3, bleu_sentences=20,
+                   overrides={"max_length": 64, "num_layers": 1})
 
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, small_tsv, held_out):
-    """(run directory, report): a run trained by the train job for a few seconds, enough for
-    translations that differ by sentence; 20 validation and 20 test pairs. Read-only: copy it
+    """(run directory, report): a run (one block) trained by the train job for a few seconds,
+    enough for translations that differ by sentence; 20 validation and 20 test pairs. Read-only: copy it
     (`copy_run`) to change it. Its settings: `tiny_settings(small_tsv, **TRAINED_RUN, **held_out)`."""
     from keras_transformer.training.job import train
 
-    out = tmp_path_factory.mktemp("runs") / "tiny"
-    report = train(tiny_settings(small_tsv, **TRAINED_RUN, **held_out), out, examples=0,
-                   verbose=0, log=quiet)
+    def make(folder):
+        out = folder / "tiny"
+        report = train(tiny_settings(small_tsv, **TRAINED_RUN, **held_out), out, examples=0,
+                       verbose=0, log=quiet)
+        return out, report
+
+    made = made_once(tmp_path_factory, "runs", make)
     keras.config.set_dtype_policy("float32")
-    return out, report
+    return made
 
 
 def copy_run(run, to):
@@ -145,11 +192,24 @@ class CopyTask:
 
 
 @pytest.fixture(scope="session")
-def copy_task():
-    """A `CopyTask`, trained in ~5 s (plain Adam). Read-only: nothing may train it further."""
+def copy_task(tmp_path_factory):
+    """A `CopyTask`, trained in ~5 s (plain Adam), once for both workers (`made_once`; each
+    loads it). Read-only: nothing may train it further."""
+    from pipelines.text_path import TextPath
+    from pipelines.tokenizers import SentencePieceTokenizer
+
+    word_ids, length = made_once(tmp_path_factory, "copy_task", _train_copy_task)
+    folder = shared_folder(tmp_path_factory, "copy_task")
+    tokenizer = SentencePieceTokenizer.load(folder / "words.model")
+    model = keras.models.load_model(folder / "model.keras", compile=False)
+    keras.config.set_dtype_policy("float32")
+    return CopyTask(model, TextPath(tokenizer, tokenizer, length), word_ids, length)
+
+
+def _train_copy_task(folder):
+    """Trains the copy task's model and tokenizer into `folder`; (word ids, max_length)."""
     from keras_transformer.training.loss import MaskedSparseCrossEntropy
     from pipelines.special_tokens import END_ID, START_ID
-    from pipelines.text_path import TextPath
     from pipelines.tokenizers import learn_tokenizer
 
     rng = np.random.default_rng(0)
@@ -167,8 +227,9 @@ def copy_task():
     for row, size in enumerate(rng.integers(1, length - 1, size=len(ids))):
         ids[row, :size + 2] = [START_ID, *rng.choice(word_ids, size), END_ID]
     model.fit([ids[:, :-1], ids[:, :-2]], ids[:, 1:-1], batch_size=32, epochs=8, verbose=0)
-    keras.config.set_dtype_policy("float32")
-    return CopyTask(model, TextPath(tokenizer, tokenizer, length), word_ids, length)
+    model.save(folder / "model.keras")
+    tokenizer.save(folder / "words.model")
+    return [int(i) for i in word_ids], length
 
 
 MARIAN = ROOT.parent / "shared" / "marian" / "opus-mt-en-mg"
@@ -245,17 +306,25 @@ def attention_maps():
     return maps, decoded
 
 
-# files that share a worker (and so its session fixtures) beside the trained run's group
+# files that share a worker (and so its session fixtures)
 SHARED_GROUPS = {"test_translator.py": "copy_task", "test_decoding.py": "copy_task"}
+# the groups that take longest (12-80 s each on 2 cores, measured with --durations=0), handed
+# out first in this order so that the two workers finish together (xdist gives a worker the next
+# group as it runs dry); the first two need nothing the other makes, so neither waits on the
+# other's lock; the rest follow in collection order
+LONGEST_FIRST = ["test_cli.py", "test_jax.py", "copy_task", "test_saved_model_tflite.py",
+                 "test_documented_commands.py", "test_objective.py", "test_marian.py",
+                 "test_resume.py", "test_distribution.py", "test_budget.py", "test_train_job.py",
+                 "test_ctranslate2.py", "test_model.py", "test_batching.py"]
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-    """Groups for the two xdist workers (`--dist loadgroup`): every file that reads the session's
-    trained run on one worker (the run is then trained once), every other file whole on either
-    (its module fixtures are then made once)."""
-    files_with_run = {item.path for item in items if "trained_run" in item.fixturenames}
+    """Groups for the two xdist workers (`--dist loadgroup --no-loadscope-reorder`): every file
+    whole on one worker (its module fixtures are then made once), the longest groups first."""
+    rank = {group: i for i, group in enumerate(LONGEST_FIRST)}
     for item in items:
-        group = ("trained_run" if item.path in files_with_run
-                 else SHARED_GROUPS.get(item.path.name, item.path.name))
-        item.add_marker(pytest.mark.xdist_group(group))
+        item.add_marker(pytest.mark.xdist_group(SHARED_GROUPS.get(item.path.name, item.path.name)))
+    groups = [SHARED_GROUPS.get(item.path.name, item.path.name) for item in items]
+    order = sorted(range(len(items)), key=lambda i: rank.get(groups[i], len(rank)))  # stable
+    items[:] = [items[i] for i in order]

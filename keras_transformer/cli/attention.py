@@ -44,8 +44,9 @@ def run(args):
     translator = load_translator(args.run_dir)
     count = translator.parts.num_layers
     if layers and not -count <= args.layer < count:
-        print(f"error: --layer {args.layer}: the model has {count} layers (0 to {count - 1})",
-              file=sys.stderr)
+        which = "0" if count == 1 else f"0 to {count - 1}"
+        print(f"error: --layer {args.layer}: the model has {count} "
+              f"layer{'s' * (count != 1)} ({which})", file=sys.stderr)
         return 2
     maps = translator.attention(args.sentence)
     print(" ".join(maps.output_tokens))

@@ -249,19 +249,37 @@ def export_run_ctranslate2(run_dir, out, *, version=None, quantization="float32"
 
 def run_engine_directory(run_dir):
     """The run's own float32 CTranslate2 directory (RUN/ctranslate2/), converted from its model
-    file when missing or older than that file: what `translate --engine ctranslate2` loads."""
+    file when missing or older than that file: what `translate --engine ctranslate2` loads.
+    Safe when several processes translate with one run at once: each conversion is written
+    beside the run's and renamed into place, and a stale one is moved aside before removal."""
     from keras_transformer.run_dir import RunDir
 
     run = RunDir(run_dir)
     run.require_trained()
     directory = run.ctranslate2_model
-    model_file = run.model_file
-    if directory.exists() and (directory / "model.bin").stat().st_mtime >= model_file.stat().st_mtime:
+
+    def fresh():
+        engine_file = directory / "model.bin"
+        return engine_file.exists() and engine_file.stat().st_mtime >= run.model_file.stat().st_mtime
+
+    if fresh():
         return directory
-    if directory.exists():
-        shutil.rmtree(directory)
-    write_ctranslate2(run.load_model(), run.source_tokenizer.read_bytes(),
-                      run.target_tokenizer.read_bytes(), directory, "float32",
-                      alpha=run.beam_alpha(), vocabularies=run.vocabularies(),
-                      languages=run.languages())
+    scratch = Path(tempfile.mkdtemp(prefix=".ctranslate2-", dir=run.path))
+    try:
+        staged = write_ctranslate2(run.load_model(), run.source_tokenizer.read_bytes(),
+                                   run.target_tokenizer.read_bytes(), scratch / "new", "float32",
+                                   alpha=run.beam_alpha(), vocabularies=run.vocabularies(),
+                                   languages=run.languages())
+        if directory.exists() and not fresh():
+            try:  # aside, then removed with the scratch folder
+                directory.rename(scratch / "stale")
+            except FileNotFoundError:  # another process moved it first
+                pass
+        try:
+            staged.rename(directory)
+        except OSError:  # another process renamed its conversion into place first
+            if not fresh():
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return directory

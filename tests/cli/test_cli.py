@@ -99,8 +99,9 @@ def test_translate_evaluate_and_attention(trained_run, tmp_path, capsys):
                  "--layer", "all", "--html", str(page)]) == 0
     assert "<svg" in page.read_text(encoding="utf-8")
     assert not (ROOT / "attention.png").exists()  # --html alone writes no figure
-    assert main(["attention", str(run), "The red houses are big.", "--layer", "2"]) == 2
-    assert "the model has 2 layers" in capsys.readouterr().err
+    layers = RunDir(run).load_config().num_layers
+    assert main(["attention", str(run), "The red houses are big.", "--layer", str(layers)]) == 2
+    assert f"--layer {layers}: the model has {layers} layer" in capsys.readouterr().err
     assert main(["positional", "--out", str(tmp_path / "pe.png")]) == 0
     assert (tmp_path / "pe.png").stat().st_size > 1000
 

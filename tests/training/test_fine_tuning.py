@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import quiet, tiny_settings, write_pairs
+from conftest import TRAINED_RUN, quiet, tiny_settings, write_pairs
 from keras_transformer.cli import main
 from keras_transformer.run_dir import RunDir
 from keras_transformer.training.job import build_model, set_up, train
@@ -30,8 +30,9 @@ def test_fine_tuning_starts_from_the_runs_model_and_tokenizers(trained_run, tmp_
     fine-tuning runs: the slow tests here and in tests/pretrained.)"""
     source = RunDir(trained_run[0])
     data = write_pairs(tmp_path / "new.tsv", changed_grammar(200, seed=5))
-    job = set_up(tiny_settings(data, init_from=str(source.path), **held_out), tmp_path / "tuned",
-                 quiet)
+    settings = tiny_settings(data, init_from=str(source.path), overrides=TRAINED_RUN["overrides"],
+                             **held_out)
+    job = set_up(settings, tmp_path / "tuned", quiet)
     model, _ = build_model(job, quiet)
     tuned = RunDir(tmp_path / "tuned")
     assert tuned.source_tokenizer.read_bytes() == source.source_tokenizer.read_bytes()
@@ -53,7 +54,7 @@ def test_a_change_to_the_model_is_refused_listing_it(trained_run, tmp_path, smal
                  "--out", str(out)])
     error = capsys.readouterr().err
     assert code == 2
-    assert "num_layers: 2 there, 3 asked" in error and "vocab_size" in error
+    assert "num_layers: 1 there, 3 asked" in error and "vocab_size" in error
     assert "dropout" not in error.split("would change them:")[1].split(".")[0]  # it may change
     assert not out.exists()  # refused before anything was written
 
@@ -81,8 +82,9 @@ def test_fine_tuning_on_new_words_learns_them(trained_run, tmp_path, held_out):
             if any(word in pair[1] for word in SWAPPED_NOUNS)][:40]
     dev = write_pairs(tmp_path / "dev.tsv", changed_grammar(20, seed=8))
     out = tmp_path / "tuned"
-    train(tiny_settings(data, init_from=str(trained_run[0]), epochs=2, validation_data=str(dev),
-                        test_data=held_out["test_data"], bleu_sentences=20),
+    train(tiny_settings(data, init_from=str(trained_run[0]), overrides=TRAINED_RUN["overrides"],
+                        epochs=2, validation_data=str(dev), test_data=held_out["test_data"],
+                        bleu_sentences=20),
           out, examples=0, verbose=0, log=quiet)
     sources, references = [s for s, _ in test], [t for _, t in test]
 

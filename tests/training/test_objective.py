@@ -7,9 +7,16 @@ import numpy as np
 import pytest
 
 from conftest import random_tokens
-from keras_transformer import build_transformer
+from keras_transformer import build_transformer, preset
 from keras_transformer.training.loss import MaskedAccuracy, MaskedSparseCrossEntropy
 from keras_transformer.training.schedule import TransformerSchedule, compile_transformer
+
+
+@pytest.fixture
+def one_block_config():
+    """The tiny preset with one encoder and one decoder block, for the tests of the schedule and
+    of saving, which a second block only makes slower to trace."""
+    return preset("tiny", source_vocab_size=41, target_vocab_size=43, num_layers=1)
 
 
 def _logits_and_labels(seed=0, vocab=7):
@@ -104,9 +111,9 @@ def test_fit_lowers_the_loss(tiny_config, jit_compile, policy):
     assert np.all(np.isfinite(history["loss"]))
 
 
-def test_compiled_model_reloads_and_trains_further(tiny_config, tmp_path):
-    model = build_transformer(tiny_config)
-    compile_transformer(model, tiny_config.d_model, warmup_steps=10, jit_compile=False)
+def test_compiled_model_reloads_and_trains_further(one_block_config, tmp_path):
+    model = build_transformer(one_block_config)
+    compile_transformer(model, one_block_config.d_model, warmup_steps=10, jit_compile=False)
     inputs, labels = _copy_task(np.random.default_rng(1), n=16)
     model.fit(inputs, labels, epochs=1, verbose=0)
     model.save(tmp_path / "model.keras")
@@ -158,12 +165,12 @@ class StepClock:
         return float(self.steps)
 
 
-def test_budget_cooldown_takes_the_learning_rate_to_zero_at_the_end_of_the_budget(tiny_config):
+def test_budget_cooldown_takes_the_learning_rate_to_zero_at_the_end_of_the_budget(one_block_config):
     from keras_transformer.training.callbacks import BudgetCooldown
 
-    model = build_transformer(tiny_config)
-    schedule = TransformerSchedule(tiny_config.d_model, warmup_steps=4, scale=1.0)
-    compile_transformer(model, tiny_config.d_model, schedule=schedule)
+    model = build_transformer(one_block_config)
+    schedule = TransformerSchedule(one_block_config.d_model, warmup_steps=4, scale=1.0)
+    compile_transformer(model, one_block_config.d_model, schedule=schedule)
     clock = StepClock(seconds=10)
     cooldown = BudgetCooldown(schedule, clock, fraction=0.4)
     assert [cooldown.factor(t) for t in (0, 5, 6, 8, 10, 12)] == pytest.approx(
@@ -184,14 +191,14 @@ def test_budget_cooldown_takes_the_learning_rate_to_zero_at_the_end_of_the_budge
     assert factors == pytest.approx([1] * 7 + [0.75, 0.5, 0.25, 0, 0])
     for step, (factor, rate, _) in enumerate(seen):
         assert rate == pytest.approx(factor * float(TransformerSchedule(
-            tiny_config.d_model, 4, 1.0)(step)), rel=1e-5)
+            one_block_config.d_model, 4, 1.0)(step)), rel=1e-5)
     # at factor 0 a step leaves every weight as it was (Adam's update is scaled by the rate)
     for before, after in zip(seen[-2][2], seen[-1][2]):
         np.testing.assert_array_equal(before, after)
     assert any(not np.array_equal(a, b) for a, b in zip(seen[0][2], seen[1][2]))
 
 
-def test_epoch_cooldown_counts_steps_over_bucketed_epochs_and_resumes_the_same(tiny_config):
+def test_epoch_cooldown_counts_steps_over_bucketed_epochs_and_resumes_the_same(one_block_config):
     """Without a budget the cooldown spans the last `fraction` of the epochs' steps. With data of
     unknown length (bucketed batches) the steps per epoch are learned from the first epoch, and a
     run resumed from its optimizer's step count sets the same rates."""
@@ -216,9 +223,9 @@ def test_epoch_cooldown_counts_steps_over_bucketed_epochs_and_resumes_the_same(t
                   callbacks=[EpochCooldown(schedule, 4, fraction=0.5), Record()])
         return seen
 
-    schedule = TransformerSchedule(tiny_config.d_model, warmup_steps=4)
-    model = build_transformer(tiny_config)
-    compile_transformer(model, tiny_config.d_model, schedule=schedule)
+    schedule = TransformerSchedule(one_block_config.d_model, warmup_steps=4)
+    model = build_transformer(one_block_config)
+    compile_transformer(model, one_block_config.d_model, schedule=schedule)
     whole = run(model, schedule, 4)
     # 4 epochs of 3 batches, which Keras counts as 4 optimizer iterations each (the batch that
     # finds the end of data of unknown length counts too: the schedule sees the same count).
@@ -226,9 +233,9 @@ def test_epoch_cooldown_counts_steps_over_bucketed_epochs_and_resumes_the_same(t
     # real steps' iterations 0-2, 4-6, 8-10, 12-14.
     assert whole == pytest.approx([1] * 7 + [7 / 8, 6 / 8, 4 / 8, 3 / 8, 2 / 8])
 
-    schedule = TransformerSchedule(tiny_config.d_model, warmup_steps=4)
-    model = build_transformer(tiny_config)
-    compile_transformer(model, tiny_config.d_model, schedule=schedule)
+    schedule = TransformerSchedule(one_block_config.d_model, warmup_steps=4)
+    model = build_transformer(one_block_config)
+    compile_transformer(model, one_block_config.d_model, schedule=schedule)
     first = run(model, schedule, 2)
     resumed = run(model, schedule, 4, initial_epoch=2)  # a new callback, as a new session has
     assert first + resumed == pytest.approx(whole)

@@ -134,7 +134,7 @@ def test_the_chosen_alpha_is_the_one_with_the_best_validation_bleu():
 
 def test_beam_search_defaults_to_the_alpha_train_chose(trained_run, tmp_path, capsys,
                                                          monkeypatch):
-    run = RunDir(trained_run[0])
+    run = RunDir(copy_run(trained_run[0], tmp_path / "run"))  # its decoding.json is rewritten
     stored = json.loads(run.decoding_file.read_text())
     bleu = {float(alpha): score for alpha, score in stored["validation_bleu"].items()}
     assert stored["alpha"] == max(bleu, key=lambda alpha: (bleu[alpha], -alpha))
@@ -154,19 +154,15 @@ def test_beam_search_defaults_to_the_alpha_train_chose(trained_run, tmp_path, ca
                                             alpha=alpha) for alpha in (0.0, 5.0)}
     assert len(translator._traced) == 1  # alpha is an input of one traced beam search
     assert expected[0.0] != expected[5.0]  # the fixture model's lengths depend on alpha
-    original = run.decoding_file.read_text()
-    try:
-        for alpha in (0.0, 5.0):
-            run.decoding_file.write_text(json.dumps({**stored, "alpha": alpha}))
-            assert main(["translate", str(run.path), *sentences, "--search", "beam"]) == 0
-            assert capsys.readouterr().out.splitlines() == expected[alpha]
-        from keras_transformer.export import writer as export
+    for alpha in (0.0, 5.0):
+        run.decoding_file.write_text(json.dumps({**stored, "alpha": alpha}))
+        assert main(["translate", str(run.path), *sentences, "--search", "beam"]) == 0
+        assert capsys.readouterr().out.splitlines() == expected[alpha]
+    from keras_transformer.export import writer as export
 
-        exported = {}
-        monkeypatch.setattr(export, "export", lambda *args, **options: exported.update(options))
-        export.export_run(run.path, tmp_path / "exported", tflite=())
-        assert exported["alpha"] == 5.0
-        export.export_run(run.path, tmp_path / "exported", tflite=(), alpha=0.3)
-        assert exported["alpha"] == 0.3  # --alpha wins
-    finally:
-        run.decoding_file.write_text(original)
+    exported = {}
+    monkeypatch.setattr(export, "export", lambda *args, **options: exported.update(options))
+    export.export_run(run.path, tmp_path / "exported", tflite=())
+    assert exported["alpha"] == 5.0
+    export.export_run(run.path, tmp_path / "exported", tflite=(), alpha=0.3)
+    assert exported["alpha"] == 0.3  # --alpha wins
