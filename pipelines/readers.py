@@ -153,6 +153,38 @@ def read_pairs(spec, report: ReadReport | None = None):
     raise DataError(f"expected 'data.tsv' or 'source.txt,target.txt', got {spec!r}")
 
 
+def pairs_by_line(spec):
+    """Every line of "data.tsv" or "source.txt,target.txt" as ("path:line", (source, target) or
+    None, why): what a per-line answer (`score`) reads. Nothing is skipped; a TSV line with no
+    tab is None ("no tab"); bytes that are not UTF-8 read as U+FFFD, as `translate` reads them;
+    sides are stripped. Raises DataError if aligned files differ in length (before yielding)."""
+    paths = str(spec).split(",")
+    for path in paths:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{path}: no such data file")
+    if len(paths) > 2:
+        raise DataError(f"expected 'data.tsv' or 'source.txt,target.txt', got {spec!r}")
+
+    def text(raw):
+        return raw.decode("utf-8", errors="replace").strip()
+
+    if len(paths) == 1:
+        for number, raw in _lines(paths[0]):
+            line = raw.decode("utf-8", errors="replace")
+            if "\t" not in line:
+                yield f"{paths[0]}:{number}", None, "no tab"
+                continue
+            source, _, rest = line.partition("\t")
+            yield f"{paths[0]}:{number}", (source.strip(), rest.partition("\t")[0].strip()), ""
+        return
+    counts = [sum(1 for _ in _lines(path)) for path in paths]
+    if counts[0] != counts[1]:
+        raise DataError(f"aligned files differ in length: {paths[0]} has {counts[0]} lines, "
+                        f"{paths[1]} has {counts[1]}")
+    for (number, source), (_, target) in zip(_lines(paths[0]), _lines(paths[1])):
+        yield f"{paths[0]}:{number}", (text(source), text(target)), ""
+
+
 def load_pairs(spec, max_reported: int = 20) -> tuple[list, ReadReport]:
     """All the pairs of `spec` in a list (for files that fit in memory: test sets, examples)."""
     report = ReadReport(max_reported=max_reported)

@@ -69,6 +69,15 @@ class TextPath(tf.Module):
         target = _framed(self.target_tokenizer.tokenize(targets), self.max_length - 1)
         return (source, target[:, :-1]), target[:, 1:]
 
+    def target_ids(self, sentences) -> tf.Tensor:
+        """Strings (B,) -> (B, T) int32 [START] pieces [END], 0-padded, T <= max_length + 1: a
+        target framed as in training (at most max_length - 1 pieces), to score it whole."""
+        return _framed(self.target_tokenizer.tokenize(sentences), self.max_length - 1).to_tensor()
+
+    def target_lengths(self, sentences) -> tf.Tensor:
+        """Strings (B,) -> (B,) int64 pieces per target, before truncation."""
+        return self.target_tokenizer.tokenize(sentences).row_lengths()
+
     def has_words(self, source_ids) -> tf.Tensor:
         """(B, S) -> (B,) bool: some token besides [PAD], [START], [END] and the prefix."""
         source_ids = tf.convert_to_tensor(source_ids)

@@ -5,6 +5,7 @@ command, each with `add_parser(commands)` and `run(args)` over the library's fun
     train       train (or resume) a run directory: `training.job.train`
     translate   sentences in, translations out: `engines.load_translator`
     evaluate    BLEU, chrF and exact match on a test set
+    score       the model's log-probability of given translations (forced decoding)
     attention   the attention weights of one translation, as a figure or a page
     average     checkpoint averaging
     positional  the sinusoidal positional encoding, as a figure
@@ -19,8 +20,8 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("summary", "train", "translate", "evaluate", "attention", "average", "positional",
-            "export", "import")
+COMMANDS = ("summary", "train", "translate", "evaluate", "score", "attention", "average",
+            "positional", "export", "import")
 MODULES = {"import": "import_model"}  # a command whose module cannot take its name
 
 # what `pip install 'keras-transformer[EXTRA]'` brings, by the module a command missed
@@ -56,9 +57,11 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else list(argv))
+    from pipelines.readers import DataError
+
     try:
         return args.run(args)
-    except FileNotFoundError as error:
+    except (FileNotFoundError, DataError) as error:  # a data file that is missing or unreadable
         print(f"error: {error}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as error:

@@ -16,7 +16,7 @@ stream: the same options, not the same samples as ours).
 import json
 from pathlib import Path
 
-from keras_transformer.generation.defaults import ALPHA, BEAM_SIZE, SEARCHES
+from keras_transformer.generation.defaults import ALPHA, BATCH_ROWS, BEAM_SIZE, SEARCHES
 from pipelines.pieces import detokenize_pieces
 
 # the files of a model directory beside CTranslate2's own (model.bin, config.json, vocabularies)
@@ -100,6 +100,31 @@ class CTranslate2Translator:
         piece = self.source_processor.id_to_piece
         return [self.source_prefix + [piece(i) for i in ids[:self.source_budget]]
                 for ids in self.source_processor.encode(texts)]
+
+    def target_pieces(self, sentences):
+        """list[str] -> the pieces of each target, cut at max_length - 1 as `TextPath.target_ids`
+        cuts them (read from SentencePiece's ids, as `source_pieces`)."""
+        data = [s.encode("utf-8", errors="surrogatepass") for s in sentences]
+        texts = [d.decode("utf-8", errors="replace") for d in data]
+        piece = self.target_processor.id_to_piece
+        return [[piece(i) for i in ids[:self.max_length - 1]]
+                for ids in self.target_processor.encode(texts)]
+
+    def score(self, sources, targets, alpha=None, batch_size=None):
+        """Forced decoding with the engine's `score_batch`: a `scoring.PairScore` per pair, as
+        `Translator.score` answers (alpha: the export's by default)."""
+        from keras_transformer.generation.scoring import PairScore
+
+        sources, targets = list(sources), list(targets)
+        if len(sources) != len(targets):
+            raise ValueError(f"{len(sources)} sources but {len(targets)} targets")
+        alpha = self.alpha if alpha is None else float(alpha)
+        if not sources:
+            return []
+        results = self.engine.score_batch(self.source_pieces(sources), self.target_pieces(targets),
+                                          max_batch_size=batch_size or BATCH_ROWS,
+                                          max_input_length=0)
+        return [PairScore.of(result.log_probs, alpha) for result in results]
 
     def _options(self, search, options):
         options = dict(options)

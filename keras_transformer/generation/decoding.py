@@ -212,6 +212,24 @@ def filter_logits(logits, top_k=None, top_p=None):
     return logits
 
 
+def target_log_probs(model, source_tokens, target_ids):
+    """Teacher-forced log-probabilities of given targets (forced decoding).
+
+    Args:
+        source_tokens: (B, S) int32 framed sources.
+        target_ids: (B, T) int32 [START] y [END], 0-padded.
+    Returns:
+        (B, T - 1) float32: log p(target_ids[:, t + 1] | source, target_ids[:, :t + 1]), 0 where
+        that token is padding. As in every search, [PAD] and [START] are no candidates
+        (`forbid_reserved`): a row's sum is what beam search's log_probs sums for it.
+    """
+    logits = forbid_reserved(ops.cast(model([source_tokens, target_ids[:, :-1]]), "float32"))
+    log_probs = ops.log_softmax(logits, axis=-1)
+    following = target_ids[:, 1:]
+    taken = ops.take_along_axis(log_probs, ops.expand_dims(following, -1), axis=-1)[..., 0]
+    return ops.where(following != PAD_ID, taken, 0.0)
+
+
 def length_penalty(lengths, alpha):
     """GNMT (Wu et al., 2016): ((5 + |Y|) / 6) ** alpha."""
     return ops.power((5.0 + ops.cast(lengths, "float32")) / 6.0, alpha)

@@ -143,6 +143,41 @@ class Translator:
                                 for score, text in zip(row_scores, row_texts)])
         return results
 
+    def score(self, sources, targets, alpha=defaults.ALPHA, batch_size=None):
+        """Forced decoding: the model's `scoring.PairScore` of each (source, target), in order.
+
+        Targets are framed as in training (`TextPath.target_ids`: cut at max_length - 1 pieces);
+        sources as for `translate`. Pairs are batched by source length, `batch_size` at a time
+        (default BATCH_ROWS). Any text scores, an empty target too (the probability of [END]).
+        """
+        from keras_transformer.generation.scoring import PairScore
+
+        sources, targets = list(sources), list(targets)
+        if len(sources) != len(targets):
+            raise ValueError(f"{len(sources)} sources but {len(targets)} targets")
+
+        def log_probs(source, target):
+            return decoding.target_log_probs(self.model, source, target)
+
+        if "score" not in self._traced:
+            signature = [tf.TensorSpec([None, None], tf.int32)] * 2
+            self._traced["score"] = (
+                tf.function(log_probs, input_signature=signature, jit_compile=self.jit_compile,
+                            autograph=False)
+                if keras.backend.backend() == "tensorflow" else _jax_jitted(self.model, log_probs))
+        batch_size = sentences_per_batch(batch_size, "greedy")
+        order = np.argsort(self.text_path.source_lengths(_strings(sources)).numpy(), kind="stable")
+        scores = [None] * len(sources)
+        for begin in range(0, len(sources), batch_size):
+            chosen = order[begin:begin + batch_size]
+            source = self.source_ids([sources[i] for i in chosen])
+            target = self.text_path.target_ids(_strings([targets[i] for i in chosen]))
+            rows = np.asarray(self._traced["score"](source, target))
+            counts = np.asarray(target[:, 1:] != 0).sum(axis=1)
+            for i, row, count in zip(chosen, rows, counts):
+                scores[i] = PairScore.of(row[:count].tolist(), alpha)
+        return scores
+
     def attention(self, sentence):
         """Greedy translation of one sentence and every attention weight that produced it.
 

@@ -2,7 +2,7 @@
 
 A command is a line of a ```bash block that starts with `python -m keras_transformer` (lines that
 end in a backslash continue it). Every one parses; those that read a run (translate, evaluate,
-attention, average, positional, summary) run in the default suite on a copy of the session's
+score, attention, average, positional, summary) run in the default suite on a copy of the session's
 trained run standing for `runs/default` (and a tiny random Marian model imported, standing for
 `runs/en-de`); `import` runs in the default suite, `train` and `export` in the slow tier on tiny
 settings.
@@ -26,7 +26,7 @@ from keras_transformer.cli import main, parse_args
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 PREFIXES = ("python -m keras_transformer", ".venv/bin/python -m keras_transformer",
             "python3 -m keras_transformer")
-READS_A_RUN = {"translate", "evaluate", "attention", "average", "positional", "summary"}
+READS_A_RUN = {"translate", "evaluate", "score", "attention", "average", "positional", "summary"}
 # appended to a documented `train` so that it runs in seconds (later options win in argparse)
 TINY_TRAINING = ["--preset", "tiny", "--vocab-size", "200", "--epochs", "1",
                  "--steps-per-epoch", "3", "--bleu-sentences", "4", "--no-tune-alpha",
