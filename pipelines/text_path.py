@@ -74,6 +74,12 @@ class TextPath(tf.Module):
         target framed as in training (at most max_length - 1 pieces), to score it whole."""
         return _framed(self.target_tokenizer.tokenize(sentences), self.max_length - 1).to_tensor()
 
+    def prefix_ids(self, sentences) -> tf.Tensor:
+        """Strings (B,) -> (B, max_length) int32: the pieces a translation must start with, at
+        most max_length - 1 (room for [END]), 0-padded; "" forces nothing."""
+        pieces = self.target_tokenizer.tokenize(sentences)[:, :self.max_length - 1]
+        return pieces.to_tensor(shape=[None, self.max_length])
+
     def target_lengths(self, sentences) -> tf.Tensor:
         """Strings (B,) -> (B,) int64 pieces per target, before truncation."""
         return self.target_tokenizer.tokenize(sentences).row_lengths()

@@ -17,6 +17,9 @@ def add_parser(commands):
     command.add_argument("--n-best", type=int, default=0, metavar="N",
                          help="with --search beam: print the N best hypotheses of each sentence, "
                               "as SENTENCE_INDEX<TAB>SCORE<TAB>HYPOTHESIS lines")
+    command.add_argument("--prefix", default=None, metavar="TEXT",
+                         help="target words every translation starts with: the search continues "
+                              "them (interactive translation; at most max_length - 1 pieces)")
     add_search_options(command)
     return command
 
@@ -41,6 +44,9 @@ def run(args):
     if args.n_best and args.search != "beam":
         print("error: --n-best needs --search beam", file=sys.stderr)
         return 2
+    if args.n_best and args.prefix is not None:
+        print("error: --prefix is not implemented with --n-best", file=sys.stderr)
+        return 2
     translator = open_translator(args)
     sentences = read_sentences(args)
     if args.n_best:
@@ -51,7 +57,8 @@ def run(args):
             for score, text in hypotheses:  # SENTENCE<TAB>SCORE<TAB>HYPOTHESIS, best first
                 print(f"{index}\t{score:.4f}\t{text}")
         return 0
+    prefixes = None if args.prefix is None else [args.prefix] * len(sentences)
     for translation in translator.translate(sentences, args.search, args.batch_size,
-                                            **search_options(args)):
+                                            prefixes=prefixes, **search_options(args)):
         print(translation.replace("\n", " "))  # one line out per line in
     return 0

@@ -163,13 +163,18 @@ class CTranslate2Translator:
         ranked.sort(key=lambda pair: -pair[0])
         return ranked
 
-    def _decode(self, sentences, search, batch_size, options):
+    def _decode(self, sentences, search, batch_size, options, prefixes=None):
         """Per sentence: None (no piece: translated as "") or the engine's result."""
         alpha = float(options.get("alpha", self.alpha)) if search == "beam" else None
         settings = self._options(search, options)
         pieces = self.source_pieces(list(sentences))
         wordful = [i for i, p in enumerate(pieces) if len(p) > len(self.source_prefix)]
         results = [None] * len(pieces)
+        if prefixes is not None:
+            if len(prefixes) != len(pieces):
+                raise ValueError(f"{len(pieces)} sentences but {len(prefixes)} prefixes")
+            forced = self.target_pieces(list(prefixes))
+            settings["target_prefix"] = [forced[i] or None for i in wordful]
         if wordful:
             translated = self.engine.translate_batch(
                 [pieces[i] for i in wordful], max_batch_size=batch_size or 64, **settings)
@@ -177,9 +182,10 @@ class CTranslate2Translator:
                 results[i] = result
         return results, alpha
 
-    def translate(self, sentences, search="greedy", batch_size=None, **options):
-        """list[str] -> list[str]; `options` as `Translator.translate` takes them."""
-        results, alpha = self._decode(sentences, search, batch_size, options)
+    def translate(self, sentences, search="greedy", batch_size=None, prefixes=None, **options):
+        """list[str] -> list[str]; `prefixes` and `options` as `Translator.translate` takes them
+        (a prefix is the engine's target_prefix)."""
+        results, alpha = self._decode(sentences, search, batch_size, options, prefixes)
         texts = []
         for result in results:
             if result is None:

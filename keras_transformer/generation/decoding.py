@@ -67,8 +67,17 @@ def next_logits(parts, tokens, position, cache, context):
     return forbid_reserved(logits), cache, (self_weights, cross_weights)
 
 
+def force_prefix(scores, prefix, position):
+    """(R, V) scores with every token but the prefix's at -inf in the rows whose target prefix
+    (R, max_length) int32, 0 past its end) has a token at `position`: a search then continues
+    the given words. The forced token keeps its own score (its log-probability counts)."""
+    forced = ops.expand_dims(ops.take(prefix, position, axis=1), 1)  # (R, 1)
+    vocab = ops.expand_dims(ops.arange(ops.shape(scores)[-1], dtype="int32"), 0)
+    return ops.where(ops.logical_and(forced != PAD_ID, vocab != forced), float("-inf"), scores)
+
+
 def _token_loop(parts, context, max_length, choose, end_id=END_ID, no_repeat_ngram=0,
-                record=None):
+                record=None, prefix=None):
     """Shared loop of greedy, sampling and attention recording.
 
     Args:
@@ -79,6 +88,7 @@ def _token_loop(parts, context, max_length, choose, end_id=END_ID, no_repeat_ngr
         record: optional (initial, update): extra loop state, and
             update(state, position, weights) -> state with each step's weights from
             `next_logits`.
+        prefix: optional (B, max_length) int32 target words to start with (`force_prefix`).
     Returns:
         output (B, max_length) int32 and the final recorded state (() without `record`).
     """
@@ -92,6 +102,8 @@ def _token_loop(parts, context, max_length, choose, end_id=END_ID, no_repeat_ngr
         logits, cache, weights = next_logits(parts, last, position, cache, context)
         recorded = update(recorded, position, weights)
         logits = ban_repeated_ngrams(logits, output, position, no_repeat_ngram)
+        if prefix is not None:
+            logits = force_prefix(logits, prefix, position)
         chosen = ops.where(finished, PAD_ID, choose(logits, position))
         output = ops.slice_update(output, [0, position], ops.expand_dims(chosen, 1))
         if end_id is not None:
@@ -108,13 +120,15 @@ def _token_loop(parts, context, max_length, choose, end_id=END_ID, no_repeat_ngr
     return output, recorded
 
 
-def greedy_decode(model, source_tokens, max_length, end_id=END_ID, no_repeat_ngram=0):
+def greedy_decode(model, source_tokens, max_length, end_id=END_ID, no_repeat_ngram=0,
+                  prefix=None):
     """(B, S) source tokens -> (B, max_length) int32: the most likely token at each step
-    (that repeats no n-gram of its output when `no_repeat_ngram` = n > 0)."""
+    (that repeats no n-gram of its output when `no_repeat_ngram` = n > 0), after the
+    `prefix` tokens where given ((B, max_length), 0-padded)."""
     parts = _parts(model)
     return _token_loop(parts, SourceContext(parts, source_tokens), max_length,
                        lambda logits, position: _choose_best(logits), end_id,
-                       no_repeat_ngram)[0]
+                       no_repeat_ngram, prefix=prefix)[0]
 
 
 def greedy_decode_with_attention(model, source_tokens, max_length, end_id=END_ID):
@@ -152,7 +166,7 @@ def greedy_decode_with_attention(model, source_tokens, max_length, end_id=END_ID
 
 
 def sample_decode(model, source_tokens, max_length, temperature=1.0, top_k=None, top_p=None,
-                  seed=0, no_repeat_ngram=0):
+                  seed=0, no_repeat_ngram=0, prefix=None):
     """Sampling from softmax(logits / temperature), optionally restricted to the `top_k`
     most likely tokens and/or the smallest set whose probability reaches `top_p`, and to
     tokens that repeat no n-gram of the output when `no_repeat_ngram` = n > 0.
@@ -170,7 +184,7 @@ def sample_decode(model, source_tokens, max_length, temperature=1.0, top_k=None,
         return _choose_best(logits + gumbel_noise(seed, position, ops.shape(logits)))
 
     return _token_loop(parts, SourceContext(parts, source_tokens), max_length, choose,
-                       no_repeat_ngram=no_repeat_ngram)[0]
+                       no_repeat_ngram=no_repeat_ngram, prefix=prefix)[0]
 
 
 def gumbel_noise(seed, step, shape):
@@ -236,7 +250,7 @@ def length_penalty(lengths, alpha):
 
 
 def beam_search(model, source_tokens, max_length, beam_size=BEAM_SIZE, alpha=ALPHA,
-                no_repeat_ngram=0):
+                no_repeat_ngram=0, prefix=None):
     """Beam search where finished hypotheses leave the beam (as fairseq's does).
 
     Each step extends the K live hypotheses of a sentence by every token and takes the
@@ -252,6 +266,8 @@ def beam_search(model, source_tokens, max_length, beam_size=BEAM_SIZE, alpha=ALP
     Args:
         source_tokens: (B, S) int32.
         no_repeat_ngram: n > 0 forbids a token that would repeat an n-gram of its hypothesis.
+        prefix: optional (B, max_length) int32 target tokens every hypothesis starts with,
+            0-padded (`force_prefix`); their log-probabilities count in the scores.
     Returns:
         tokens (B, K, max_length) int32, best first, each ending with [END] then 0s or
         filling max_length; scores (B, K) length-normalized; log_probs (B, K), the
@@ -261,6 +277,7 @@ def beam_search(model, source_tokens, max_length, beam_size=BEAM_SIZE, alpha=ALP
     batch, k = ops.shape(source_tokens)[0], beam_size
     # every source repeated k times: row b * k + j is beam j of sentence b
     context = SourceContext(parts, source_tokens).reorder(ops.repeat(ops.arange(batch), k))
+    beam_prefix = None if prefix is None else ops.repeat(prefix, k, axis=0)  # (B * K, L)
 
     def cond(position, last, cache, live, pool):
         return _running(position, max_length, _is_full(pool))
@@ -271,6 +288,8 @@ def beam_search(model, source_tokens, max_length, beam_size=BEAM_SIZE, alpha=ALP
         step_log_probs = ban_repeated_ngrams(  # (B * K, V)
             ops.log_softmax(logits, axis=-1), ops.reshape(live_tokens, (-1, max_length)),
             position, no_repeat_ngram)
+        if beam_prefix is not None:
+            step_log_probs = force_prefix(step_log_probs, beam_prefix, position)
         tokens, log_probs, beams = _best_extensions(live, step_log_probs, position, 2 * k)
         ends = ops.take(tokens, position, axis=2) == END_ID  # (B, 2K)
         finishing = ops.logical_and(ends, ops.arange(2 * k) < k)

@@ -58,30 +58,35 @@ class Translator:
         """list[str] -> (B, S) int32 [START] ids [END], padded with 0."""
         return self.text_path.source_ids(_strings(sentences))
 
-    def _search(self, search, **options):
+    def _search(self, search, prefixed=False, **options):
         """The traced search: (B, S) ids -> (B, max_length) ids; for "beam", (B, K, max_length)
         ids and (B, K) scores, best first. Beam search's alpha is an input of the trace, not part
-        of it, so trying several alphas (`beam_alpha`) traces once."""
+        of it, so trying several alphas (`beam_alpha`) traces once. `prefixed`: the search also
+        takes (B, max_length) target prefix ids (`decoding.force_prefix`) after the source."""
         if search not in defaults.SEARCHES:
             raise ValueError(f"unknown search {search!r}; choose from {defaults.SEARCHES}")
         alpha = options.pop("alpha", defaults.ALPHA) if search == "beam" else None
         # defaults written out, so a default and the same value given explicitly share a trace
         options = {"no_repeat_ngram": 0, **({"beam_size": defaults.BEAM_SIZE}
                                             if search == "beam" else {}), **options}
-        key = (search, tuple(sorted(options.items())))
+        key = (search, prefixed, tuple(sorted(options.items())))
+        ids = tf.TensorSpec([None, None], tf.int32)
         if key not in self._traced:
             if search == "beam":
-                def decode(source, alpha):
+                def decode(source, alpha, *prefix):
                     return decoding.beam_search(self.parts, source, self.max_length, alpha=alpha,
+                                                prefix=prefix[0] if prefix else None,
                                                 **options)[:2]
-                signature = [tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([], tf.float32)]
+                signature = [ids, tf.TensorSpec([], tf.float32)]
             else:
                 search_function = {"greedy": decoding.greedy_decode,
                                    "sample": decoding.sample_decode}[search]
 
-                def decode(source):
-                    return search_function(self.parts, source, self.max_length, **options)
-                signature = [tf.TensorSpec([None, None], tf.int32)]
+                def decode(source, *prefix):
+                    return search_function(self.parts, source, self.max_length,
+                                           prefix=prefix[0] if prefix else None, **options)
+                signature = [ids]
+            signature += [ids] if prefixed else []
             if keras.backend.backend() == "tensorflow":
                 self._traced[key] = tf.function(decode, input_signature=signature,
                                                 jit_compile=self.jit_compile, autograph=False)
@@ -89,24 +94,31 @@ class Translator:
                 self._traced[key] = _jax_jitted(self.model, decode)
         traced = self._traced[key]
         if search == "beam":
-            return lambda source: traced(source, tf.constant(alpha, tf.float32))
+            return lambda source, *prefix: traced(source, tf.constant(alpha, tf.float32), *prefix)
         return traced
 
-    def translate_ids(self, source_ids, search="greedy", **options):
-        """(B, S) int32 -> (B, max_length) int32 output ids (beam search: the best hypothesis)."""
-        output = self._search(search, **options)(tf.convert_to_tensor(source_ids, tf.int32))
+    def translate_ids(self, source_ids, search="greedy", prefix_ids=None, **options):
+        """(B, S) int32 -> (B, max_length) int32 output ids (beam search: the best hypothesis).
+        `prefix_ids`: optional (B, max_length) target ids every output starts with, 0-padded."""
+        prefix = () if prefix_ids is None else (tf.convert_to_tensor(prefix_ids, tf.int32),)
+        output = self._search(search, bool(prefix), **options)(
+            tf.convert_to_tensor(source_ids, tf.int32), *prefix)
         return output[0][:, 0] if search == "beam" else output
 
-    def translate(self, sentences, search="greedy", batch_size=None, **options):
+    def translate(self, sentences, search="greedy", batch_size=None, prefixes=None, **options):
         """list[str] -> list[str]. Sentences are batched by length to waste little on padding,
         `batch_size` at a time (default: BATCH_ROWS hypotheses' worth).
 
+        `prefixes`: optional target text per sentence that its translation must start with (at
+        most max_length - 1 pieces; "" leaves a sentence free): the search continues it.
         `options`: beam_size and alpha for "beam"; temperature, top_k, top_p, seed for "sample";
         no_repeat_ngram for all three.
         """
         sentences = list(sentences)
         if not sentences:
             return []
+        if prefixes is not None and len(prefixes) != len(sentences):
+            raise ValueError(f"{len(sentences)} sentences but {len(prefixes)} prefixes")
         batch_size = sentences_per_batch(batch_size, search,
                                          options.get("beam_size", defaults.BEAM_SIZE))
         lengths = self.text_path.source_lengths(_strings(sentences)).numpy()
@@ -115,7 +127,10 @@ class Translator:
         for begin in range(0, len(sentences), batch_size):
             chosen = order[begin:begin + batch_size]
             source = self.source_ids([sentences[i] for i in chosen])
-            output = self.text_path.answer_ids(source, self.translate_ids(source, search, **options))
+            prefix = None if prefixes is None else self.text_path.prefix_ids(
+                _strings([prefixes[i] for i in chosen]))
+            output = self.text_path.answer_ids(
+                source, self.translate_ids(source, search, prefix, **options))
             texts = self.text_path.translations(output).numpy()
             for i, text in zip(chosen, texts):
                 translations[i] = text.decode("utf-8")
