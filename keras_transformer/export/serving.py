@@ -7,6 +7,9 @@ Signatures (greedy and beam search decode with the key/value cache):
                       (log-probability / GNMT length penalty)
     translate_ids     source_ids [B, S] int32 ([START] ... [END], 0-padded)
                       -> output_ids [B, max_length] int32 (ends with [END], then 0s)
+    score             sources [B] string, targets [B] string -> log_prob [B] float32, tokens
+                      [B] int32, normalized [B] float32: forced decoding, as
+                      `Translator.score` (`generation.scoring`)
 
 Each signature is one hop from `decoding`: text path -> `FrozenDecoder` -> the frozen graph of
 `decoding.greedy_decode` / `decoding.beam_search`.
@@ -44,8 +47,9 @@ class FrozenDecoder:
             compiles once per input shape: one compilation per batch size).
     """
 
-    def __init__(self, function, shapes, max_length, jit_compile=False):
-        traced = tf.function(function, input_signature=[IDS_SPEC], autograph=False)
+    def __init__(self, function, shapes, max_length, jit_compile=False, inputs=1):
+        # `inputs`: how many (B, None) int32 arguments `function` takes (XLA: one only)
+        traced = tf.function(function, input_signature=[IDS_SPEC] * inputs, autograph=False)
         # lower_control_flow=False keeps the functional While (the default lowers it to
         # Enter/Exit/Switch/Merge, which XLA cannot compile)
         self.frozen = convert_variables_to_constants_v2(traced.get_concrete_function(),
@@ -54,8 +58,8 @@ class FrozenDecoder:
         self.compiled = (tf.function(self.run, jit_compile=True, autograph=False)
                          if jit_compile else None)
 
-    def run(self, source_ids):
-        outputs = self.frozen(source_ids)
+    def run(self, *ids):
+        outputs = self.frozen(*ids)
         for output, shape in zip(outputs, self.shapes):
             output.set_shape(shape)
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
@@ -88,7 +92,8 @@ class TranslationModule(tf.Module):
         self.text_path = text_path
         self.max_length, self.beam_size = text_path.max_length, int(beam_size)
         self.alpha, self.jit_compile = float(alpha), bool(jit_compile)
-        parts = float32_copy(model).parts  # served in float32, whatever precision it trained in
+        served = float32_copy(model)  # served in float32, whatever precision it trained in
+        parts = served.parts
         vocab_size, length = parts.source_embedding.vocab_size, self.max_length
 
         def greedy(source_ids):
@@ -102,7 +107,12 @@ class TranslationModule(tf.Module):
             return (text_path.answer_ids(source_ids, tokens),
                     tf.where(text_path.has_words(source_ids)[:, None], scores, 0.0))
 
+        def target_log_probs(source_ids, target_ids):
+            source_ids = clean_source(source_ids, vocab_size, length)
+            return decoding.target_log_probs(served, source_ids, target_ids)
+
         # Frozen once; every signature and TFLite file runs these graphs.
+        self.scorer = FrozenDecoder(target_log_probs, [[None, None]], length, inputs=2)
         self.greedy = FrozenDecoder(greedy, [[None, length]], length, jit_compile)
         self.beam = FrozenDecoder(beam, [[None, self.beam_size, length], [None, self.beam_size]],
                                   length, jit_compile)
@@ -112,6 +122,17 @@ class TranslationModule(tf.Module):
                                        autograph=False)
         self.translate_ids = tf.function(self._translate_ids, input_signature=[IDS_SPEC],
                                          autograph=False)
+        self.score = tf.function(self._score, input_signature=[
+            tf.TensorSpec([None], tf.string, name="sources"),
+            tf.TensorSpec([None], tf.string, name="targets")], autograph=False)
+
+    def _score(self, sources, targets):
+        target = self.text_path.target_ids(targets)
+        log_probs = self.scorer.run(self.text_path.source_ids(sources), target)
+        tokens = tf.reduce_sum(tf.cast(target[:, 1:] != 0, tf.int32), axis=1)
+        log_prob = tf.reduce_sum(log_probs, axis=1)
+        penalty = tf.pow((5.0 + tf.cast(tokens, tf.float32)) / 6.0, self.alpha)
+        return {"log_prob": log_prob, "tokens": tokens, "normalized": log_prob / penalty}
 
     def _translate(self, sentences):
         output = self.greedy(self.text_path.source_ids(sentences))
@@ -130,7 +151,8 @@ class TranslationModule(tf.Module):
     def signatures(self):
         return {"serving_default": self.translate.get_concrete_function(),
                 "beam_search": self.beam_search.get_concrete_function(),
-                "translate_ids": self.translate_ids.get_concrete_function()}
+                "translate_ids": self.translate_ids.get_concrete_function(),
+                "score": self.score.get_concrete_function()}
 
     def ids_module(self):
         """A module with `translate_ids` alone: core TensorFlow ops, no tokenizers."""

@@ -179,6 +179,27 @@ def test_signatures_have_named_inputs_and_outputs(run_export):
     assert names("serving_default") == ({"sentences"}, {"translations"})
     assert names("beam_search") == ({"sentences"}, {"translations", "hypotheses", "scores"})
     assert names("translate_ids") == ({"source_ids"}, {"output_ids"})
+    assert names("score") == ({"sources", "targets"}, {"log_prob", "tokens", "normalized"})
+
+
+def test_score_signature_scores_as_the_translator(case):
+    """Forced decoding in the SavedModel: `Translator.score`'s numbers, with the export's alpha;
+    an empty target scores [END] alone, and an empty batch gives empty outputs."""
+    alpha = json.loads((case.version_dir / "export.json").read_text())["alpha"]
+    sources = case.sentences[:16] + ["", "casa"]
+    targets = case.reference[:8] + case.reference[9:17] + ["casa", ""]
+    result = case.loaded.signatures["score"](sources=tf.constant(sources),
+                                             targets=tf.constant(targets))
+    expected = case.translator.score(sources, targets, alpha=alpha)
+    np.testing.assert_array_equal(result["tokens"].numpy(), [e.tokens for e in expected])
+    np.testing.assert_allclose(result["log_prob"].numpy(), [e.log_prob for e in expected],
+                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(result["normalized"].numpy(), [e.normalized for e in expected],
+                               rtol=1e-4, atol=1e-4)
+    assert result["tokens"].numpy()[-1] == 1
+    empty = case.loaded.signatures["score"](sources=tf.constant([], tf.string),
+                                            targets=tf.constant([], tf.string))
+    assert empty["log_prob"].shape == (0,)
 
 
 @pytest.mark.slow  # one more TensorFlow process: the names above, as saved_model_cli shows them
@@ -336,8 +357,11 @@ def served_alone(run_export):
         model = tf.saved_model.load(sys.argv[1])
         sentences = json.loads(sys.argv[2])
         out = model.signatures["serving_default"](sentences=tf.constant(sentences))
+        scored = model.signatures["score"](sources=tf.constant(sentences),
+                                           targets=out["translations"])
         ours = [m for m in sys.modules if m.split(".")[0] in ("keras_transformer", "pipelines")]
         print(json.dumps({"translations": [t.decode() for t in out["translations"].numpy()],
+                          "log_probs": scored["log_prob"].numpy().tolist(),
                           "output_ids": output_ids.numpy().tolist(),
                           "text_for_ids": text_for_ids, "ours": ours}))
         """, run_export.version_dir, json.dumps(run_export.sentences[:8]), json.dumps(ids.tolist()))
@@ -347,6 +371,11 @@ def test_fresh_process_with_only_tensorflow_and_text_translates(run_export, serv
     _, result = served_alone
     assert result["translations"] == run_export.reference[:8]
     assert result["ours"] == []
+    alpha = json.loads((run_export.version_dir / "export.json").read_text())["alpha"]
+    expected = run_export.translator.score(run_export.sentences[:8], run_export.reference[:8],
+                                           alpha=alpha)
+    np.testing.assert_allclose(result["log_probs"], [e.log_prob for e in expected], rtol=1e-4,
+                               atol=1e-4)
 
 
 def test_ids_saved_model_loads_without_tensorflow_text(run_export, served_alone):
