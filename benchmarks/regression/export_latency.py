@@ -1,5 +1,6 @@
 """Serving latency and throughput of the exported artifacts: SavedModel (plain and XLA) and the
-string-in, string-out TFLite models (float32, float16, int8), with their file sizes.
+string-in, string-out TFLite models (float32, float16, int8; greedy, and beam search float32 and
+int8 beside the SavedModel's beam_search signature), with their file sizes.
 
 Exports RUN_DIR (a trained run; nothing is trained here) into a temporary folder, loads every
 artifact in this process, warms each up (XLA compiles once per batch size: 1 and --batch), then
@@ -7,7 +8,7 @@ times, in rounds with the artifacts in rotating order:
     latency     one sentence per call (batch 1), median and 90th percentile over sentences
     throughput  --batch sentences per call over the sentences (full batches only)
 Sentences come from the run's test split. Agreement is the fraction of sentences whose
-translation equals the plain SavedModel's (greedy decoding everywhere).
+translation equals the plain SavedModel's (greedy; beam search's rows: its beam_search signature).
 
     python benchmarks/regression/export_latency.py RUN_DIR
     python benchmarks/regression/export_latency.py RUN_DIR --sentences 128 --rounds 2 --threads 2
@@ -26,7 +27,8 @@ from common import device, process  # noqa: E402
 from common.timing import percentile, serve_rounds, spread  # noqa: E402
 
 TFLITE = {"TFLite float32": "translate", "TFLite float16": "translate_float16",
-          "TFLite int8": "translate_int8"}
+          "TFLite int8": "translate_int8", "TFLite beam": "translate_beam",
+          "TFLite beam int8": "translate_beam_int8"}
 
 
 def parse_args(argv=None):
@@ -72,6 +74,10 @@ def main(argv=None):
             runners[name] = (lambda batch, f=signature: [
                 t.decode() for t in f(sentences=tf.constant(batch))["translations"].numpy()])
             sizes[name] = result.artifact(".").size
+        beam = tf.saved_model.load(str(plain.version_dir)).signatures["beam_search"]
+        runners["SavedModel beam"] = (lambda batch, f=beam: [
+            t.decode() for t in f(sentences=tf.constant(batch))["translations"].numpy()])
+        sizes["SavedModel beam"] = sizes["SavedModel"]
         for name, variant in TFLITE.items():
             path = plain.version_dir / "tflite" / f"{variant}.tflite"
             runner = InterpreterWithCustomOps(
@@ -89,7 +95,6 @@ def main(argv=None):
 
         latency, throughput, outputs = serve_rounds(runners, singles, batches, args.rounds)
 
-    reference = outputs["SavedModel"]
     print(f"{device.machine_line()}; LiteRT threads {args.threads}")
     print(f"run {args.run_dir}: {len(sentences)} test sentences, batch {args.batch}, "
           f"{args.rounds} rounds; export {export_seconds:.0f} s, warm-up {warm_seconds:.0f} s")
@@ -99,12 +104,13 @@ def main(argv=None):
     print("-" * len(header))
     for name in runners:
         ms = [1000 * value for value in latency[name]]
+        reference = outputs["SavedModel beam" if "beam" in name else "SavedModel"]
         agreement = np.mean([a == b for a, b in zip(outputs[name], reference)])
         print(f"{name:<16} {sizes[name] / 2 ** 20:>8.2f} {statistics.median(ms):>20.1f} "
               f"{percentile(ms, 0.9):>8.1f} {statistics.median(throughput[name]):>16.1f} "
               f"{spread(throughput[name]):>7.0%} {agreement:>10.3f}")
     print("spread: (max - min) / median of the per-round throughputs; agreement: exact match "
-          "with the plain SavedModel's translations")
+          "with the plain SavedModel's translations (beam rows: its beam_search signature's)")
     print("sizes: SavedModel = saved_model.pb + variables + assets (weights stored twice: greedy "
           "and beam graphs); TFLite = the string-in, string-out file")
     print("reproduce: " + process.reproduce_line(__file__, args, positional=("run_dir",)))

@@ -4,7 +4,8 @@ and the ops they need. No TensorFlow: the command line reads the variants from h
 import dataclasses
 from pathlib import Path
 
-# name -> (function converted, weight quantization)
+# name -> (function converted, weight quantization). "strings"/"ids": greedy decoding;
+# "beam_strings"/"beam_ids": beam search of the export's --beam-size and --alpha, fixed in the file
 TFLITE_VARIANTS = {
     "translate": ("strings", None),
     "translate_float16": ("strings", "float16"),
@@ -12,7 +13,17 @@ TFLITE_VARIANTS = {
     "ids_float32": ("ids", None),
     "ids_float16": ("ids", "float16"),
     "ids_int8": ("ids", "int8"),
+    "translate_beam": ("beam_strings", None),
+    "translate_beam_int8": ("beam_strings", "int8"),
+    "beam_ids_float32": ("beam_ids", None),
+    "beam_ids_int8": ("beam_ids", "int8"),
 }
+
+
+def takes_strings(variant) -> bool:
+    """Whether a TFLite variant's input is sentences (with tensorflow-text's custom ops) rather
+    than source ids (TFLite builtins only)."""
+    return TFLITE_VARIANTS[variant][0].endswith("strings")
 
 
 class ExportError(ValueError):

@@ -162,11 +162,28 @@ class TranslationModule(tf.Module):
         return module
 
     def tflite_function(self, kind):
-        """The function TFLite converts: "strings" or "ids"; never XLA."""
-        if kind == "strings":
-            return tf.function(
-                lambda sentences: {"translations": self.text_path.translations(
-                    self.greedy(self.text_path.source_ids(sentences), xla=False))},
-                input_signature=[STRINGS_SPEC], autograph=False)
-        return tf.function(lambda source_ids: {"output_ids": self.greedy(source_ids, xla=False)},
-                           input_signature=[IDS_SPEC], autograph=False)
+        """The function TFLite converts (`artifacts.TFLITE_VARIANTS`' kinds); never XLA.
+            strings       sentences -> translations (greedy)
+            ids           source_ids -> output_ids (greedy)
+            beam_strings  sentences -> translations (beam search's best)
+            beam_ids      source_ids -> output_ids [B, K, max_length] and scores [B, K],
+                          best first"""
+        def beam_ids(source_ids):
+            tokens, scores = self.beam(source_ids, xla=False)
+            return {"output_ids": tokens, "scores": scores}
+
+        def beam_strings(sentences):
+            tokens, _ = self.beam(self.text_path.source_ids(sentences), xla=False)
+            return {"translations": self.text_path.translations(tokens[:, 0])}
+
+        def strings(sentences):
+            return {"translations": self.text_path.translations(
+                self.greedy(self.text_path.source_ids(sentences), xla=False))}
+
+        def ids(source_ids):
+            return {"output_ids": self.greedy(source_ids, xla=False)}
+
+        function = {"strings": strings, "ids": ids, "beam_strings": beam_strings,
+                    "beam_ids": beam_ids}[kind]
+        spec = STRINGS_SPEC if kind.endswith("strings") else IDS_SPEC
+        return tf.function(function, input_signature=[spec], autograph=False)

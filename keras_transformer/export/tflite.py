@@ -5,7 +5,8 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from keras_transformer.export.artifacts import TFLITE_VARIANTS, Artifact, ExportError
+from keras_transformer.export.artifacts import (TFLITE_VARIANTS, Artifact, ExportError,
+                                                takes_strings)
 from pipelines.tokenizers import END_ID, START_ID, UNK_ID
 
 
@@ -22,7 +23,7 @@ def convert_tflite(module, variant) -> bytes:
     kind, quantization = TFLITE_VARIANTS[variant]
     converter = tf.lite.TFLiteConverter.from_concrete_functions(
         [module.tflite_function(kind).get_concrete_function()], module)
-    if kind == "strings":
+    if takes_strings(variant):
         converter.allow_custom_ops = True  # tensorflow-text ops become TFLite custom ops
     if quantization == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -38,7 +39,7 @@ def check_runs(content, variant):
     at export, rather than on the phone."""
     try:
         runner = tflite_interpreter(model_content=content).get_signature_runner()
-        if TFLITE_VARIANTS[variant][0] == "strings":
+        if takes_strings(variant):
             runner(sentences=tf.constant(["a b", ""]).numpy())
         else:
             runner(source_ids=tf.constant([[START_ID, UNK_ID, END_ID]]).numpy())

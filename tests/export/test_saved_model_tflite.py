@@ -119,7 +119,8 @@ def copy_export(copy_task, tmp_path_factory):
     from keras_transformer.generation.translator import Translator
 
     result = ex.export(copy_task.model, copy_task.text_path, tmp_path_factory.mktemp("copy"),
-                       tflite=("translate", "ids_float32", "ids_float16", "ids_int8"))
+                       tflite=("translate", "ids_float32", "ids_float16", "ids_int8",
+                               "translate_beam", "beam_ids_float32", "beam_ids_int8"))
     return Exported("the copy task", result.version_dir,
                     Translator(copy_task.model, copy_task.text_path), copy_task.sentences(150),
                     model=copy_task.model)
@@ -293,6 +294,28 @@ def test_beam_search_signature_matches_the_keras_beam_search(case):
     assert hypotheses.shape == (len(some), 4)
     assert (hypotheses[:, 0] == np.asarray(result["translations"])).all()
     assert (np.diff(result["scores"].numpy(), axis=1) <= 1e-6).all()  # best first
+
+
+def test_tflite_beam_search_equals_the_keras_beam_search(case, record_property):
+    """The beam TFLite files (builtin ops; tokenizer ops for the strings one): Keras's beam
+    search tokens and scores in float32, nearly always its tokens with int8 weights."""
+    settings = json.loads((case.version_dir / "export.json").read_text())
+    options = {"beam_size": settings["beam_size"], "alpha": settings["alpha"]}
+    some, ids = case.sentences[:48], case.source_ids[:48]
+    expected = np.asarray(case.translator.translate_ids(ids, "beam", **options))
+    out = case.runners["beam_ids_float32"](source_ids=ids)
+    assert out["output_ids"].shape == (len(ids), options["beam_size"], expected.shape[1])
+    np.testing.assert_array_equal(out["output_ids"][:, 0], expected)
+    keras_scores = case.loaded.signatures["beam_search"](sentences=tf.constant(some))["scores"]
+    np.testing.assert_allclose(out["scores"], keras_scores.numpy(), rtol=1e-4, atol=1e-4)
+    if "translate_beam" in case.runners:
+        assert _lite_translate(case.runners["translate_beam"], some) == \
+            case.translator.translate(some, "beam", **options)
+    int8 = case.runners["beam_ids_int8"](source_ids=ids)["output_ids"][:, 0]
+    agreement = np.mean([(a == b).all() for a, b in zip(int8, expected)])
+    print(f"\nbeam int8 exact match vs Keras: {agreement:.3f} of {len(ids)} ({case.name})")
+    record_property("beam_ids_int8_agreement", float(agreement))
+    assert agreement >= MIN_AGREEMENT[case.name]["int8"]
 
 
 def test_quantized_agreement(case, record_property):
