@@ -3,7 +3,7 @@
 import sys
 from pathlib import Path
 
-from keras_transformer.export.artifacts import TFLITE_VARIANTS
+from keras_transformer.export.artifacts import DEFAULT_TFLITE, TFLITE_VARIANTS
 from keras_transformer.export.ctranslate2 import QUANTIZATIONS
 from keras_transformer.generation import defaults
 
@@ -35,7 +35,9 @@ def add_parser(commands):
                               f"{defaults.ALPHA})")
     command.add_argument("--tflite", nargs="+", default=None, metavar="VARIANT",
                          choices=tuple(TFLITE_VARIANTS),
-                         help=f"TFLite files to write (default: all of {', '.join(TFLITE_VARIANTS)})")
+                         help=f"TFLite files to write (default: {', '.join(DEFAULT_TFLITE)}; the beam "
+                              "search files translate_beam{,_int8}, beam_ids_{float32,int8} "
+                              "when named)")
     command.add_argument("--no-tflite", action="store_true", help="write no TFLite file")
     command.add_argument("--format", choices=("saved_model", "ctranslate2"), default="saved_model",
                          help="saved_model (default: the SavedModels and TFLite files), or "
@@ -69,7 +71,7 @@ def run(args):
     from keras_transformer.export.writer import export_run
 
     out = args.out or Path("saved_models") / name
-    tflite = () if args.no_tflite else tuple(args.tflite or TFLITE_VARIANTS)
+    tflite = () if args.no_tflite else tuple(args.tflite or DEFAULT_TFLITE)
     try:
         result = export_run(args.run_dir, out, version=args.version, jit_compile=args.jit_compile,
                             beam_size=args.beam_size, alpha=args.alpha, tflite=tflite)

@@ -63,7 +63,8 @@ import importlib
 
 # name -> the module that defines it, imported on first use
 _PUBLIC = {"export": "writer", "export_run": "writer", "export_saved_model": "writer",
-           "export_tflite": "writer", "TranslationModule": "serving", "TFLITE_VARIANTS": "artifacts",
+           "export_tflite": "writer", "TranslationModule": "serving",
+           "TFLITE_VARIANTS": "artifacts", "DEFAULT_TFLITE": "artifacts",
            "convert_tflite": "tflite", "tflite_interpreter": "tflite", "tflite_ops": "tflite",
            "next_version": "versions", "Artifact": "artifacts", "ExportError": "artifacts",
            "ExportResult": "artifacts"}

@@ -19,6 +19,12 @@ TFLITE_VARIANTS = {
     "beam_ids_int8": ("beam_ids", "int8"),
 }
 
+# what an export writes unless told otherwise: the greedy files. The beam files are asked for by
+# name (`export --tflite translate_beam beam_ids_int8 ...`): each conversion costs as much as a
+# greedy one (minutes and ~20 GB at the base shape)
+DEFAULT_TFLITE = ("translate", "translate_float16", "translate_int8", "ids_float32",
+                  "ids_float16", "ids_int8")
+
 
 def takes_strings(variant) -> bool:
     """Whether a TFLite variant's input is sentences (with tensorflow-text's custom ops) rather

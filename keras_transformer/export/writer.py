@@ -7,9 +7,9 @@ import tempfile
 from pathlib import Path
 
 from keras_transformer.export import saved_model, versions
-from keras_transformer.export.artifacts import Artifact, ExportError, ExportResult
+from keras_transformer.export.artifacts import DEFAULT_TFLITE, Artifact, ExportError, ExportResult
 from keras_transformer.export.serving import TranslationModule
-from keras_transformer.export.tflite import TFLITE_VARIANTS, check_variants, write_tflite
+from keras_transformer.export.tflite import check_variants, write_tflite
 from keras_transformer.generation import defaults
 from keras_transformer.run_dir import RunDir
 
@@ -21,11 +21,11 @@ MANIFEST = "export.json"
 
 
 def export(model, text_path, directory, *, version=None, jit_compile=False,
-           beam_size=defaults.BEAM_SIZE, alpha=defaults.ALPHA, tflite=tuple(TFLITE_VARIANTS),
+           beam_size=defaults.BEAM_SIZE, alpha=defaults.ALPHA, tflite=DEFAULT_TFLITE,
            metadata=None) -> ExportResult:
     """Writes a new version of the SavedModel under `directory`, with the core-TensorFlow
-    `translate_ids/` SavedModel and the TFLite files `tflite` (names of TFLITE_VARIANTS; ()
-    for none) inside it. See this package's docstring for the layout and signatures.
+    `translate_ids/` SavedModel and the TFLite files `tflite` (names of TFLITE_VARIANTS; default
+    DEFAULT_TFLITE, the greedy ones; () for none) inside it. See this package's docstring for the layout and signatures.
 
     `text_path` is the model's `TextPath` (tokenizers and max_length). Sources longer than
     max_length tokens are truncated to their first max_length - 2 tokens (plus [START] and
@@ -105,7 +105,7 @@ def export_saved_model(model, text_path, directory, jit_compile=False, **options
                   **options).version_dir
 
 
-def export_tflite(model, text_path, directory, variants=tuple(TFLITE_VARIANTS)) -> list:
+def export_tflite(model, text_path, directory, variants=DEFAULT_TFLITE) -> list:
     """The TFLite files `variants` (TFLITE_VARIANTS names) written to `directory` as
     VARIANT.tflite, unversioned; returns their Artifacts."""
     check_variants(variants)

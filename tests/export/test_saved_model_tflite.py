@@ -147,7 +147,7 @@ def test_export_writes_a_versioned_layout_and_names_the_ops(run_export):
     assert version_dir.name == "1"
     for path in ("saved_model.pb", "assets/source.spm", "assets/target.spm",
                  "translate_ids/saved_model.pb", "translate_ids/assets/target.spm",
-                 "export.json", *(f"tflite/{v}.tflite" for v in ex.TFLITE_VARIANTS)):
+                 "export.json", *(f"tflite/{v}.tflite" for v in ex.DEFAULT_TFLITE)):
         assert (version_dir / path).is_file(), path
     assert [p.name for p in version_dir.parent.iterdir()] == ["1"]  # no staging left
 
