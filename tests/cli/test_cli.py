@@ -136,6 +136,7 @@ def test_beam_and_sampling_from_the_command_line(trained_run, capsys):
     assert capsys.readouterr().out == sampled  # top-k 1 is greedy
 
 
+@pytest.mark.slow  # each search's batch independence is checked on the copy task in test_decoding
 def test_translations_do_not_depend_on_the_batch(trained_run):
     """The default batch (64 hypotheses' worth: 16 sentences with beam 4) translates as batches
     of 1 and of every sentence at once do; the sources differ in length, so padding differs."""

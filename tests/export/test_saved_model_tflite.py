@@ -407,6 +407,8 @@ def test_ids_saved_model_loads_without_tensorflow_text(run_export, served_alone)
     np.testing.assert_array_equal(np.array(result["output_ids"]), run_export.translate_ids(ids))
 
 
+@pytest.mark.slow  # one more TensorFlow process; a fresh process serving the string SavedModel
+# without our code: test_fresh_process_with_only_tensorflow_and_text_translates
 def test_saved_model_cli_run_prints_a_translation(run_export):
     """saved_model_cli cannot register tensorflow-text's ops by itself, so for the string
     signatures it is started from a Python that imported tensorflow_text first."""
