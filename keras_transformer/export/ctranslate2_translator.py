@@ -40,6 +40,14 @@ def gnmt_score(log_prob, length, alpha):
     return log_prob / ((5.0 + length) / 6.0) ** alpha
 
 
+def _pieces(processor, sentences, budget):
+    """The first `budget` pieces of each sentence, read from SentencePiece's ids. Text is encoded
+    to UTF-8 first (a lone surrogate keeps its bytes), so every invalid byte reads as U+FFFD."""
+    texts = [s.encode("utf-8", errors="surrogatepass").decode("utf-8", errors="replace")
+             for s in sentences]
+    return [[processor.id_to_piece(i) for i in ids[:budget]] for ids in processor.encode(texts)]
+
+
 class CTranslate2Translator:
     """Translates lists of sentences with a CTranslate2 model directory.
 
@@ -95,20 +103,13 @@ class CTranslate2Translator:
         reads as U+FFFD, an [UNK] piece, as in the graph. Pieces are read from SentencePiece's
         ids, as the graph reads them: text the model does not know is its unknown piece, not
         the text itself (which a vocabulary holding pieces of both languages might know)."""
-        data = [s.encode("utf-8", errors="surrogatepass") for s in sentences]
-        texts = [d.decode("utf-8", errors="replace") for d in data]
-        piece = self.source_processor.id_to_piece
-        return [self.source_prefix + [piece(i) for i in ids[:self.source_budget]]
-                for ids in self.source_processor.encode(texts)]
+        return [self.source_prefix + pieces
+                for pieces in _pieces(self.source_processor, sentences, self.source_budget)]
 
     def target_pieces(self, sentences):
         """list[str] -> the pieces of each target, cut at max_length - 1 as `TextPath.target_ids`
         cuts them (read from SentencePiece's ids, as `source_pieces`)."""
-        data = [s.encode("utf-8", errors="surrogatepass") for s in sentences]
-        texts = [d.decode("utf-8", errors="replace") for d in data]
-        piece = self.target_processor.id_to_piece
-        return [[piece(i) for i in ids[:self.max_length - 1]]
-                for ids in self.target_processor.encode(texts)]
+        return _pieces(self.target_processor, sentences, self.max_length - 1)
 
     def score(self, sources, targets, alpha=None, batch_size=None):
         """Forced decoding with the engine's `score_batch`: a `scoring.PairScore` per pair, as
